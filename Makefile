@@ -1,0 +1,43 @@
+# Two commands do all set-up on a fresh machine: `make demo` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STACK  := $(PYTHON) deploy/local/stack.py
+# The app's settings: the local stack's, unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set.
+WITH_ENV = eval "$$($(STACK) env)" &&
+
+.PHONY: install up down status test unit demo bench schemas clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q -e '.[dev]'
+	touch $@
+
+install: $(VENV)/.installed
+
+up:
+	$(STACK) up
+
+down:
+	$(STACK) down
+
+status:
+	$(STACK) status
+
+test: install up
+	$(VENV)/bin/pytest -q -ra
+
+unit: install
+	$(VENV)/bin/pytest -q tests/unit
+
+demo: install up
+	$(WITH_ENV) $(PY) -m processor.demo
+
+bench: install up
+	$(WITH_ENV) $(PY) -m bench
+
+schemas: install
+	$(PY) -m schemas.jsonschema schemas/json
+
+clean:
+	rm -rf $(VENV) .pytest_cache .hypothesis
