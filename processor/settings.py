@@ -1,0 +1,95 @@
+"""Settings, read from the environment and checked at start-up.
+
+`KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` have their usual names; everything else is
+`CLOUDWALLET_<NAME>`. A bad value stops the process with an error that names the variable.
+"""
+
+from __future__ import annotations
+
+import re
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+
+class SettingsError(RuntimeError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+class DatabaseSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore")
+
+    database_url: str = Field(
+        validation_alias=AliasChoices("DATABASE_URL", "CLOUDWALLET_DATABASE_URL"),
+        description="SQLAlchemy URL of the PostgreSQL database, e.g. postgresql+psycopg://user:pw@host:5432/db",
+    )
+    db_pool_size: int = Field(default=4, ge=1, le=64)
+
+    @field_validator("database_url")
+    @classmethod
+    def _psycopg_url(cls, value: str) -> str:
+        if value.startswith("postgresql://") or value.startswith("postgres://"):
+            value = "postgresql+psycopg://" + value.split("://", 1)[1]
+        if not value.startswith("postgresql+psycopg://"):
+            raise ValueError("must be a PostgreSQL URL (postgresql+psycopg://user:password@host:port/database)")
+        return value
+
+
+class ProcessorSettings(DatabaseSettings):
+    bootstrap_servers: str = Field(
+        validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CLOUDWALLET_KAFKA_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers, host:port[,host:port...]",
+    )
+    requests_topic: str = "wallet.requests"
+    results_topic: str = "wallet.results"
+    dlq_topic: str = "wallet.requests.dlq"
+    requests_partitions: int = Field(default=8, ge=1, le=10_000)
+    results_partitions: int = Field(default=8, ge=1, le=10_000)
+    consumer_group: str = "cloudwallet-processor"
+    batch_max_records: int = Field(default=1000, ge=1, le=100_000, description="records per poll and per database transaction")
+    batch_linger_ms: int = Field(default=5, ge=0, le=10_000, description="how long a poll waits to fill a batch")
+    max_request_bytes: int = Field(default=1_048_576, ge=1024, description="larger records go to the DLQ")
+    create_topics: bool = Field(default=True, description="create the topics at start when missing")
+
+    @field_validator("requests_topic", "results_topic", "dlq_topic")
+    @classmethod
+    def _topic_name(cls, value: str) -> str:
+        if not TOPIC_NAME.match(value):
+            raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-'")
+        return value
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _distinct_topics(self) -> "ProcessorSettings":
+        if len({self.requests_topic, self.results_topic, self.dlq_topic}) != 3:
+            raise ValueError("requests, results and DLQ topics must be three different topics")
+        return self
+
+
+_ENV_NAMES = {
+    "database_url": "DATABASE_URL",
+    "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+}
+
+
+def load(settings_class: type[DatabaseSettings] = ProcessorSettings, **overrides: object) -> DatabaseSettings:
+    """Read settings from the environment, raising SettingsError naming each bad variable."""
+    try:
+        return settings_class(**overrides)
+    except ValidationError as error:
+        problems = []
+        for item in error.errors():
+            field = str(item["loc"][0]) if item["loc"] else "settings"
+            env = _ENV_NAMES.get(field, f"CLOUDWALLET_{field.upper()}")
+            problems.append(f"{env}: {item['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -1,0 +1,154 @@
+"""The ledger's tables. PostgreSQL is the source of truth and guards the invariants too.
+
+Every key starts with `project_id`: a ledger transaction never leaves its project, so the data
+can be sharded on it (e.g. Citus) without a cross-shard write.
+Amounts and balances are integers in the asset's minor units, NUMERIC(38, 0): exact, and wide
+enough for any asset scale up to 10**18.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = sa.MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+MINOR_UNITS = sa.Numeric(38, 0, asdecimal=False)
+TIMESTAMP = sa.DateTime(timezone=True)
+
+projects = sa.Table(
+    "projects",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+)
+
+assets = sa.Table(
+    "assets",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.project_id"), primary_key=True),
+    sa.Column("asset_id", sa.Text, primary_key=True),
+    sa.Column("code", sa.Text, nullable=False),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("fractions", sa.BigInteger, nullable=False),
+    # Set when the first wallet with this asset opens; an asset in use can never be deleted.
+    sa.Column("in_use", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint(
+        "fractions IN (1, 10, 100, 1000, 10000, 100000, 1000000, 10000000, 100000000, 1000000000, "
+        "10000000000, 100000000000, 1000000000000, 10000000000000, 100000000000000, "
+        "1000000000000000, 10000000000000000, 100000000000000000, 1000000000000000000)",
+        name="fractions_power_of_ten",
+    ),
+)
+
+customers = sa.Table(
+    "customers",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.project_id"), primary_key=True),
+    sa.Column("customer_id", sa.Text, primary_key=True),
+    sa.Column("name", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("status IN ('Active', 'Suspended')", name="status_known"),
+)
+
+wallets = sa.Table(
+    "wallets",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.project_id"), primary_key=True),
+    sa.Column("wallet_id", sa.Text, primary_key=True),
+    sa.Column("asset_id", sa.Text, nullable=False),
+    # No foreign key: a deleted customer's closed wallets keep the ID as history.
+    sa.Column("customer_id", sa.Text),
+    sa.Column("name", sa.Text),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("balance", MINOR_UNITS, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.ForeignKeyConstraint(["project_id", "asset_id"], ["assets.project_id", "assets.asset_id"]),
+    sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
+    sa.CheckConstraint("status IN ('Open', 'Suspended', 'Closed')", name="status_known"),
+    sa.CheckConstraint("status <> 'Closed' OR balance = 0", name="closed_is_empty"),
+    sa.Index("ix_wallets_customer", "project_id", "customer_id", "wallet_id"),
+)
+
+transactions = sa.Table(
+    "transactions",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.project_id"), primary_key=True),
+    sa.Column("transaction_id", sa.Text, primary_key=True),
+    sa.Column("reference_id", sa.Text, nullable=False),
+    sa.Column("description", sa.Text),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("operations", JSONB, nullable=False),
+    sa.Column("error_code", sa.Text),
+    sa.Column("error_message", sa.Text),
+    sa.Column("failed_operation_index", sa.Integer),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.UniqueConstraint("project_id", "reference_id"),
+    sa.CheckConstraint("status IN ('Completed', 'Failed')", name="status_final"),
+    sa.CheckConstraint("(status = 'Failed') = (error_code IS NOT NULL)", name="failed_has_error"),
+    sa.Index("ix_transactions_time", "project_id", "created_at", "transaction_id"),
+)
+
+wallet_entries = sa.Table(
+    "wallet_entries",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("entry_id", sa.BigInteger, sa.Identity(always=False), primary_key=True),
+    sa.Column("wallet_id", sa.Text, nullable=False),
+    sa.Column("transaction_id", sa.Text, nullable=False),
+    sa.Column("operation_index", sa.Integer, nullable=False),
+    sa.Column("entry_type", sa.Text, nullable=False),
+    sa.Column("amount", MINOR_UNITS, nullable=False),
+    sa.Column("balance_after", MINOR_UNITS, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.ForeignKeyConstraint(["project_id", "wallet_id"], ["wallets.project_id", "wallets.wallet_id"]),
+    sa.ForeignKeyConstraint(["project_id", "transaction_id"], ["transactions.project_id", "transactions.transaction_id"]),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
+    sa.CheckConstraint("entry_type IN ('Issue', 'Redeem', 'Debit', 'Credit')", name="entry_type_known"),
+    sa.Index("ix_wallet_entries_wallet_time", "project_id", "wallet_id", "created_at", "entry_id"),
+)
+
+# One row per spent reference ID, holding the result every repeat answers with.
+processed_requests = sa.Table(
+    "processed_requests",
+    metadata,
+    sa.Column("project_id", sa.Text, sa.ForeignKey("projects.project_id"), primary_key=True),
+    sa.Column("reference_id", sa.Text, primary_key=True),
+    sa.Column("request_type", sa.Text, nullable=False),
+    sa.Column("result", JSONB, nullable=False),
+    # The Kafka record that spent the reference: a redelivery of that very record is answered
+    # with this result, any other record with the same reference with DuplicateReferenceId.
+    sa.Column("source_topic", sa.Text),
+    sa.Column("source_partition", sa.Integer),
+    sa.Column("source_offset", sa.BigInteger),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+)
+
+# The next Kafka offset to process per partition, committed in the same transaction as the ledger.
+consumer_offsets = sa.Table(
+    "consumer_offsets",
+    metadata,
+    sa.Column("consumer_group", sa.Text, primary_key=True),
+    sa.Column("topic", sa.Text, primary_key=True),
+    sa.Column("partition", sa.Integer, primary_key=True),
+    sa.Column("next_offset", sa.BigInteger, nullable=False),
+    sa.Column("updated_at", TIMESTAMP, nullable=False),
+    sa.CheckConstraint("next_offset >= 0", name="offset_not_negative"),
+)
+
+# wallet_entries is append-only: migration 0001 installs triggers that refuse UPDATE, DELETE, TRUNCATE.

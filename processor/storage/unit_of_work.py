@@ -1,0 +1,386 @@
+"""The unit of work: one PostgreSQL transaction per batch.
+
+It loads (and locks) the state a batch needs, writes the engine's output in bulk, and stores
+the consumer offsets in the same transaction, so state and offsets commit together.
+
+Lock order, the same in every batch so that concurrent processors never deadlock on it:
+projects -> assets -> customers -> wallets, each in sorted key order, one statement per table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from processor.ledger.keys import StateKeys
+from processor.ledger.outcome import BatchOutcome
+from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
+from processor.storage import models as m
+from schemas.results import Result
+from schemas.states import CustomerStatus, WalletStatus
+
+# (topic, partition) -> the next offset to consume
+Offsets = Mapping[tuple[str, int], int]
+# (topic, partition, offset) of a Kafka record
+Source = tuple[str, int, int]
+
+ENTRY_COLUMNS = (
+    "project_id",
+    "wallet_id",
+    "transaction_id",
+    "operation_index",
+    "entry_type",
+    "amount",
+    "balance_after",
+    "created_at",
+)
+
+
+def _pairs(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
+    firsts: list[str] = []
+    seconds: list[str] = []
+    for first, second in keys:
+        firsts.append(first)
+        seconds.append(second)
+    return firsts, seconds
+
+
+def _keys_in(table: sa.Table, first: str, second: str, keys: Sequence[tuple[str, str]], name: str) -> sa.ColumnElement[bool]:
+    """(first, second) IN (the given pairs), bound as two arrays: one statement for any count."""
+    firsts, seconds = _pairs(keys)
+    unnest = sa.func.unnest(
+        sa.bindparam(f"{name}_a", firsts, type_=sa.ARRAY(sa.Text)),
+        sa.bindparam(f"{name}_b", seconds, type_=sa.ARRAY(sa.Text)),
+    ).table_valued("a", "b").render_derived(name=f"{name}_pairs")
+    return sa.tuple_(table.c[first], table.c[second]).in_(sa.select(unnest.c.a, unnest.c.b))
+
+
+def _to_project(row: sa.Row[Any]) -> Project:
+    return Project(project_id=row.project_id, name=row.name, created_at=row.created_at)
+
+
+def _to_asset(row: sa.Row[Any]) -> Asset:
+    return Asset(
+        project_id=row.project_id,
+        asset_id=row.asset_id,
+        code=row.code,
+        name=row.name,
+        fractions=row.fractions,
+        in_use=row.in_use,
+        created_at=row.created_at,
+    )
+
+
+def _to_customer(row: sa.Row[Any]) -> Customer:
+    return Customer(
+        project_id=row.project_id,
+        customer_id=row.customer_id,
+        name=row.name or "",
+        description=row.description or "",
+        status=CustomerStatus(row.status),
+        created_at=row.created_at,
+    )
+
+
+def _to_wallet(row: sa.Row[Any]) -> Wallet:
+    return Wallet(
+        project_id=row.project_id,
+        wallet_id=row.wallet_id,
+        asset_id=row.asset_id,
+        customer_id=row.customer_id,
+        name=row.name or "",
+        description=row.description or "",
+        status=WalletStatus(row.status),
+        balance=int(row.balance),
+        created_at=row.created_at,
+    )
+
+
+class UnitOfWork:
+    """`with UnitOfWork(engine) as uow: ...; uow.commit()`; leaving without commit rolls back."""
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._connection: sa.Connection | None = None
+        # For each spent reference loaded: the (topic, partition, offset) of the record that spent it.
+        self.reference_sources: dict[tuple[str, str], Source] = {}
+
+    def __enter__(self) -> UnitOfWork:
+        self._connection = self._engine.connect()
+        self._connection.begin()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        assert self._connection is not None
+        try:
+            if self._connection.in_transaction():
+                self._connection.rollback()
+        finally:
+            self._connection.close()
+            self._connection = None
+
+    @property
+    def connection(self) -> sa.Connection:
+        assert self._connection is not None, "use the unit of work inside `with`"
+        return self._connection
+
+    def commit(self) -> None:
+        self.connection.commit()
+
+    # ------------------------------------------------------------------------------- loading
+
+    def load_state(self, keys: StateKeys) -> LedgerState:
+        """Load everything the batch's keys ask for, locking in the global lock order."""
+        c = self.connection
+        state = LedgerState()
+
+        if keys.project_ids:
+            query = sa.select(m.projects).where(m.projects.c.project_id.in_(keys.project_ids)).order_by(m.projects.c.project_id)
+            if keys.locked_project_ids:
+                # Locking every project a batch touches would serialize a whole project; only
+                # project writes lock (reads need the name and existence, neither of which a
+                # concurrent batch can take away: projects are never deleted).
+                c.execute(
+                    sa.select(m.projects.c.project_id)
+                    .where(m.projects.c.project_id.in_(keys.locked_project_ids))
+                    .order_by(m.projects.c.project_id)
+                    .with_for_update()
+                )
+            for row in c.execute(query):
+                state.projects[row.project_id] = _to_project(row)
+
+        if keys.asset_keys:
+            if keys.locked_asset_keys:
+                self._lock(m.assets, "asset_id", keys.locked_asset_keys)
+            for row in c.execute(sa.select(m.assets).where(_keys_in(m.assets, "project_id", "asset_id", keys.asset_keys, "assets"))):
+                state.assets[(row.project_id, row.asset_id)] = _to_asset(row)
+
+        if keys.customer_keys:
+            if keys.locked_customer_keys:
+                self._lock(m.customers, "customer_id", keys.locked_customer_keys)
+            for row in c.execute(
+                sa.select(m.customers).where(_keys_in(m.customers, "project_id", "customer_id", keys.customer_keys, "customers"))
+            ):
+                state.customers[(row.project_id, row.customer_id)] = _to_customer(row)
+
+        if keys.wallet_keys or keys.customers_with_wallets:
+            condition = sa.false()
+            if keys.wallet_keys:
+                condition = sa.or_(condition, _keys_in(m.wallets, "project_id", "wallet_id", keys.wallet_keys, "wallets"))
+            if keys.customers_with_wallets:
+                condition = sa.or_(
+                    condition,
+                    _keys_in(m.wallets, "project_id", "customer_id", keys.customers_with_wallets, "owners"),
+                )
+            # Every wallet a batch touches is locked, in sorted order, in this one statement.
+            query = sa.select(m.wallets).where(condition).order_by(m.wallets.c.project_id, m.wallets.c.wallet_id).with_for_update()
+            for row in c.execute(query):
+                wallet = _to_wallet(row)
+                state.wallets[wallet.key] = wallet
+            for customer_key in keys.customers_with_wallets:
+                state.customer_wallets[customer_key] = []
+            for wallet in state.wallets.values():
+                if wallet.customer_id is not None:
+                    owner = (wallet.project_id, wallet.customer_id)
+                    if owner in state.customer_wallets:
+                        state.customer_wallets[owner].append(wallet.key)
+            self._load_wallet_assets_and_owners(state)
+
+        if keys.reference_keys:
+            t = m.processed_requests
+            query = sa.select(t.c.project_id, t.c.reference_id, t.c.result, t.c.source_topic, t.c.source_partition, t.c.source_offset).where(
+                _keys_in(t, "project_id", "reference_id", keys.reference_keys, "refs")
+            )
+            for row in c.execute(query):
+                key = (row.project_id, row.reference_id)
+                state.references[key] = Result.model_validate(row.result)
+                if row.source_topic is not None:
+                    self.reference_sources[key] = (row.source_topic, row.source_partition, row.source_offset)
+        return state
+
+    def _lock(self, table: sa.Table, id_column: str, keys: Sequence[tuple[str, str]]) -> None:
+        self.connection.execute(
+            sa.select(table.c.project_id, table.c[id_column])
+            .where(_keys_in(table, "project_id", id_column, keys, f"lock_{table.name}"))
+            .order_by(table.c.project_id, table.c[id_column])
+            .with_for_update()
+        )
+
+    def _load_wallet_assets_and_owners(self, state: LedgerState) -> None:
+        """Rules 2 and 3 of the loader contract: each loaded wallet's asset and owner."""
+        missing_assets = sorted({(w.project_id, w.asset_id) for w in state.wallets.values()} - state.assets.keys())
+        if missing_assets:
+            for row in self.connection.execute(
+                sa.select(m.assets).where(_keys_in(m.assets, "project_id", "asset_id", missing_assets, "wallet_assets"))
+            ):
+                state.assets[(row.project_id, row.asset_id)] = _to_asset(row)
+        missing_owners = sorted(
+            {(w.project_id, w.customer_id) for w in state.wallets.values() if w.customer_id is not None} - state.customers.keys()
+        )
+        if missing_owners:
+            for row in self.connection.execute(
+                sa.select(m.customers).where(_keys_in(m.customers, "project_id", "customer_id", missing_owners, "wallet_owners"))
+            ):
+                state.customers[(row.project_id, row.customer_id)] = _to_customer(row)
+
+    # ------------------------------------------------------------------------------- writing
+
+    def write(self, outcome: BatchOutcome, *, sources: Mapping[tuple[str, str], Source], now: datetime) -> None:
+        """Write the batch's change set: multi-row statements and one COPY, never a row per trip.
+
+        `sources` names the record that spent each new reference.
+        """
+        c = self.connection
+        if outcome.projects_upserted:
+            rows = [{"project_id": p.project_id, "name": p.name, "created_at": p.created_at} for p in outcome.projects_upserted]
+            statement = pg_insert(m.projects)
+            c.execute(statement.on_conflict_do_update(index_elements=["project_id"], set_={"name": statement.excluded.name}), rows)
+        if outcome.assets_deleted:
+            c.execute(sa.delete(m.assets).where(_keys_in(m.assets, "project_id", "asset_id", outcome.assets_deleted, "del_assets")))
+        if outcome.assets_upserted:
+            rows = [
+                {
+                    "project_id": a.project_id,
+                    "asset_id": a.asset_id,
+                    "code": a.code,
+                    "name": a.name,
+                    "fractions": a.fractions,
+                    "in_use": a.in_use,
+                    "created_at": a.created_at,
+                }
+                for a in outcome.assets_upserted
+            ]
+            statement = pg_insert(m.assets)
+            c.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["project_id", "asset_id"],
+                    set_={"name": statement.excluded.name, "in_use": statement.excluded.in_use},
+                ),
+                rows,
+            )
+        if outcome.customers_deleted:
+            c.execute(
+                sa.delete(m.customers).where(_keys_in(m.customers, "project_id", "customer_id", outcome.customers_deleted, "del_customers"))
+            )
+        if outcome.customers_upserted:
+            rows = [
+                {
+                    "project_id": x.project_id,
+                    "customer_id": x.customer_id,
+                    "name": x.name,
+                    "description": x.description,
+                    "status": x.status.value,
+                    "created_at": x.created_at,
+                }
+                for x in outcome.customers_upserted
+            ]
+            statement = pg_insert(m.customers)
+            c.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["project_id", "customer_id"],
+                    set_={k: statement.excluded[k] for k in ("name", "description", "status", "created_at")},
+                ),
+                rows,
+            )
+        if outcome.wallets_upserted:
+            rows = [
+                {
+                    "project_id": w.project_id,
+                    "wallet_id": w.wallet_id,
+                    "asset_id": w.asset_id,
+                    "customer_id": w.customer_id,
+                    "name": w.name,
+                    "description": w.description,
+                    "status": w.status.value,
+                    "balance": w.balance,
+                    "created_at": w.created_at,
+                    "updated_at": now,
+                }
+                for w in outcome.wallets_upserted
+            ]
+            statement = pg_insert(m.wallets)
+            c.execute(
+                statement.on_conflict_do_update(
+                    index_elements=["project_id", "wallet_id"],
+                    set_={k: statement.excluded[k] for k in ("name", "description", "status", "balance", "updated_at")},
+                ),
+                rows,
+            )
+        if outcome.transactions:
+            rows = [
+                {
+                    "project_id": t.project_id,
+                    "transaction_id": t.transaction_id,
+                    "reference_id": t.reference_id,
+                    "description": t.description,
+                    "status": t.status.value,
+                    "operations": [op.model_dump(mode="json") for op in t.operations],
+                    "error_code": t.error.code.value if t.error else None,
+                    "error_message": t.error.message if t.error else None,
+                    "failed_operation_index": t.error.operation_index if t.error else None,
+                    "created_at": t.created_at,
+                }
+                for t in outcome.transactions
+            ]
+            c.execute(sa.insert(m.transactions), rows)
+        if outcome.entries:
+            self._copy_entries(outcome)
+        if outcome.references:
+            rows = [
+                {
+                    "project_id": r.project_id,
+                    "reference_id": r.reference_id,
+                    "request_type": r.request_type,
+                    "result": r.result.model_dump(mode="json", exclude_none=True),
+                    "source_topic": source[0] if source else None,
+                    "source_partition": source[1] if source else None,
+                    "source_offset": source[2] if source else None,
+                    "created_at": now,
+                }
+                for r in outcome.references
+                for source in (sources.get((r.project_id, r.reference_id)),)
+            ]
+            # A reference spent concurrently by another partition makes this insert fail on the
+            # primary key; the caller retries the whole batch, which then sees the reference.
+            c.execute(sa.insert(m.processed_requests), rows)
+
+    def _copy_entries(self, outcome: BatchOutcome) -> None:
+        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor.copy(f"COPY wallet_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as copy:
+            for e in outcome.entries:
+                copy.write_row(
+                    (e.project_id, e.wallet_id, e.transaction_id, e.operation_index, e.entry_type.value, e.amount, e.balance_after, e.created_at)
+                )
+
+    # ------------------------------------------------------------------------------- offsets
+
+    def store_offsets(self, *, consumer_group: str, offsets: Offsets, now: datetime) -> None:
+        if not offsets:
+            return
+        rows = [
+            {"consumer_group": consumer_group, "topic": topic, "partition": partition, "next_offset": offset, "updated_at": now}
+            for (topic, partition), offset in sorted(offsets.items())
+        ]
+        statement = pg_insert(m.consumer_offsets)
+        self.connection.execute(
+            statement.on_conflict_do_update(
+                index_elements=["consumer_group", "topic", "partition"],
+                # A redelivered (older) batch never moves the stored position back.
+                set_={
+                    "next_offset": sa.func.greatest(m.consumer_offsets.c.next_offset, statement.excluded.next_offset),
+                    "updated_at": statement.excluded.updated_at,
+                },
+            ),
+            rows,
+        )
+
+    def load_offsets(self, *, consumer_group: str, topic: str) -> dict[int, int]:
+        query = sa.select(m.consumer_offsets.c.partition, m.consumer_offsets.c.next_offset).where(
+            m.consumer_offsets.c.consumer_group == consumer_group, m.consumer_offsets.c.topic == topic
+        )
+        return {row.partition: row.next_offset for row in self.connection.execute(query)}
