@@ -1,0 +1,129 @@
+"""`cloudwallet`: run the processor, send a request, watch results, migrate the database."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from processor.settings import ProcessorSettings, SettingsError, load
+
+
+def _settings() -> ProcessorSettings:
+    try:
+        settings = load(ProcessorSettings)
+    except SettingsError as error:
+        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env)\")", file=sys.stderr)
+        raise SystemExit(2) from None
+    assert isinstance(settings, ProcessorSettings)
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    from processor.storage.migrate import upgrade_to_head
+    from processor.stream.app import Processor
+
+    settings = _settings()
+    if not args.no_migrate:
+        upgrade_to_head(database_url=settings.database_url)
+    processor = Processor(settings=settings)
+    asyncio.run(processor.app().run())
+    return 0
+
+
+def send(args: argparse.Namespace) -> int:
+    from processor.client import ResultTimeout, WalletClient
+
+    settings = _settings()
+    text = sys.stdin.read() if args.request == "-" else args.request
+    try:
+        request = json.loads(text)
+    except json.JSONDecodeError as error:
+        print(f"cloudwallet send: the request is not JSON: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> int:
+        async with WalletClient(
+            bootstrap_servers=settings.bootstrap_servers, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+        ) as client:
+            result = await client.submit(request, timeout=args.timeout)
+        print(result.model_dump_json(indent=2, exclude_none=True))
+        return 0 if result.status == "Completed" else 1
+
+    from pydantic import ValidationError
+
+    try:
+        return asyncio.run(main())
+    except ValidationError as error:
+        print(f"cloudwallet send: invalid request:\n{error}", file=sys.stderr)
+        return 2
+    except ResultTimeout as error:
+        print(f"cloudwallet send: {error}", file=sys.stderr)
+        return 3
+
+
+def tail(args: argparse.Namespace) -> int:
+    from aiokafka import AIOKafkaConsumer
+
+    settings = _settings()
+
+    async def main() -> None:
+        consumer = AIOKafkaConsumer(
+            settings.results_topic,
+            bootstrap_servers=settings.bootstrap_servers,
+            group_id=None,
+            auto_offset_reset="earliest" if args.from_beginning else "latest",
+        )
+        await consumer.start()
+        try:
+            async for record in consumer:
+                print(record.value.decode(), flush=True)
+        finally:
+            await consumer.stop()
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def migrate(args: argparse.Namespace) -> int:
+    from processor.settings import DatabaseSettings
+    from processor.storage.migrate import upgrade_to_head
+
+    try:
+        settings = load(DatabaseSettings)
+    except SettingsError as error:
+        print(f"cloudwallet: {error}", file=sys.stderr)
+        return 2
+    upgrade_to_head(database_url=settings.database_url)
+    print("database migrated to head")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cloudwallet", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    p = commands.add_parser("run", help="run the processor (migrates the database first)")
+    p.add_argument("--no-migrate", action="store_true", help="do not run database migrations at start")
+    p.set_defaults(func=run)
+    p = commands.add_parser("send", help="send one request (JSON, or - for stdin) and print its result")
+    p.add_argument("request")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(func=send)
+    p = commands.add_parser("tail", help="print results as they arrive")
+    p.add_argument("--from-beginning", action="store_true")
+    p.set_defaults(func=tail)
+    p = commands.add_parser("migrate", help="migrate the database to the latest schema")
+    p.set_defaults(func=migrate)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The async client: publish requests keyed correctly, await their results by reference ID.
+
+    async with WalletClient(bootstrap_servers="127.0.0.1:19092") as client:
+        result = await client.submit({"type": "project.create", "reference_id": "r-1", "name": "Demo"})
+
+Retrying is safe: send the same request with the same reference ID again; a request that was
+already applied answers DuplicateReferenceId with the original result, never a second effect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from processor.ledger.keys import request_project_id
+from schemas.requests import RequestAdapter, RequestModel, partition_key
+from schemas.results import Result
+
+__all__ = ["ResultTimeout", "WalletClient", "result_key"]
+
+
+class ResultTimeout(TimeoutError):
+    """No result arrived in time. The request may still be applied: retry with the same reference ID."""
+
+
+def result_key(*, project_id: str | None, reference_id: str) -> str:
+    """The key results are published under (and compacted by)."""
+    return f"{project_id}/{reference_id}" if project_id else reference_id
+
+
+def _as_request(request: RequestModel | Mapping[str, Any]) -> RequestModel:
+    return request if not isinstance(request, Mapping) else RequestAdapter.validate_python(dict(request))
+
+
+class WalletClient:
+    def __init__(
+        self,
+        *,
+        bootstrap_servers: str,
+        requests_topic: str = "wallet.requests",
+        results_topic: str = "wallet.results",
+        compression_type: str | None = None,
+        linger_ms: int = 5,
+    ) -> None:
+        self.requests_topic = requests_topic
+        self.results_topic = results_topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            compression_type=compression_type,
+            linger_ms=linger_ms,
+            max_batch_size=256 * 1024,
+        )
+        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+        self._waiters: dict[str, list[asyncio.Future[Result]]] = {}
+        self._results_task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> WalletClient:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await self.stop()
+
+    async def start(self) -> None:
+        await self._producer.start()
+        await self._consumer.start()
+        partitions = self._consumer.partitions_for_topic(self.results_topic)
+        if not partitions:
+            await self._consumer._client.force_metadata_update()
+            partitions = self._consumer.partitions_for_topic(self.results_topic) or set()
+        if not partitions:
+            raise RuntimeError(f"results topic {self.results_topic!r} does not exist: start the processor first (cloudwallet run)")
+        assignment = [TopicPartition(self.results_topic, p) for p in sorted(partitions)]
+        self._consumer.assign(assignment)
+        # Only results published from now on are awaited; start listening before publishing.
+        await self._consumer.seek_to_end(*assignment)
+        for tp in assignment:
+            await self._consumer.position(tp)
+        self._results_task = asyncio.create_task(self._dispatch_results())
+
+    async def stop(self) -> None:
+        if self._results_task is not None:
+            self._results_task.cancel()
+            try:
+                await self._results_task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self._consumer.stop()
+        await self._producer.stop()
+
+    async def _dispatch_results(self) -> None:
+        while True:
+            batches = await self._consumer.getmany(timeout_ms=200)
+            for records in batches.values():
+                for record in records:
+                    waiters = self._waiters.pop(record.key.decode() if record.key else "", None)
+                    if not waiters:
+                        continue
+                    result = Result.model_validate_json(record.value)
+                    for waiter in waiters:
+                        if not waiter.done():
+                            waiter.set_result(result)
+
+    async def publish(
+        self,
+        request: RequestModel | Mapping[str, Any],
+        *,
+        correlation_id: str | None = None,
+        reply_to: str | None = None,
+    ) -> RequestModel:
+        """Publish one request keyed by its wallet (or customer, asset, project); do not wait."""
+        model = _as_request(request)
+        headers = []
+        if correlation_id:
+            headers.append(("correlation_id", correlation_id.encode()))
+        if reply_to:
+            headers.append(("reply_to", reply_to.encode()))
+        await self._producer.send(
+            self.requests_topic,
+            value=model.model_dump_json(exclude_none=True).encode(),
+            key=partition_key(model).encode(),
+            headers=headers or None,
+        )
+        return model
+
+    async def publish_many(self, requests: Iterable[RequestModel | Mapping[str, Any]]) -> int:
+        """Publish many requests without awaiting results; returns how many were sent."""
+        count = 0
+        for request in requests:
+            await self.publish(request)
+            count += 1
+        await self._producer.flush()
+        return count
+
+    def expect(self, *, project_id: str | None, reference_id: str) -> asyncio.Future[Result]:
+        """A future for the result with this key; register it before publishing."""
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._waiters.setdefault(result_key(project_id=project_id, reference_id=reference_id), []).append(future)
+        return future
+
+    async def submit(self, request: RequestModel | Mapping[str, Any], *, timeout: float = 30.0) -> Result:
+        """Publish a request and wait for its result."""
+        model = _as_request(request)
+        future = self.expect(project_id=request_project_id(model), reference_id=model.reference_id)
+        await self.publish(model, correlation_id=str(uuid.uuid4()))
+        await self._producer.flush()
+        try:
+            return await asyncio.wait_for(future, timeout)
+        except asyncio.TimeoutError:
+            raise ResultTimeout(
+                f"no result for reference {model.reference_id!r} within {timeout}s; it may still be applied - "
+                "retry with the same reference ID"
+            ) from None

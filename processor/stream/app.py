@@ -1,0 +1,202 @@
+"""The Kafka app: requests in, one PostgreSQL commit per batch, results out.
+
+Per batch of records (one poll):
+1. decode, apply and commit to PostgreSQL (ledger changes, spent references with their
+   results, consumer offsets) in one transaction, in a worker thread;
+2. publish every result (to `reply_to` if the record names one) and every dead letter, and
+   wait until the broker has them all;
+3. commit the offsets to Kafka (FastStream's ack).
+If anything fails before 3, the batch is rewound (FastStream's nack) and comes again; the spent
+reference IDs make the second pass change nothing and re-publish the same results.
+
+PostgreSQL unreachable: the batch waits and retries, the partition pauses, nothing is skipped.
+Kafka unreachable: publishing retries; offsets are not committed until the results are out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from aiokafka import ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, FastStream
+from faststream.kafka import KafkaBroker, KafkaMessage
+
+from processor.service import BatchReport, process_batch
+from processor.settings import ProcessorSettings
+from processor.storage.unit_of_work import UnitOfWork
+from processor.stream.decode import SourceRecord
+from processor.stream.topics import ensure_topics
+
+log = logging.getLogger("processor")
+
+T = TypeVar("T")
+RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+# Headers: a client's correlation ID is echoed; reply_to names another result topic.
+CORRELATION_HEADER = "correlation_id"
+REPLY_TO_HEADER = "reply_to"
+
+
+def source_record(record: Any) -> SourceRecord:
+    return SourceRecord(
+        topic=record.topic,
+        partition=record.partition,
+        offset=record.offset,
+        key=record.key,
+        value=record.value,
+        headers=tuple(record.headers or ()),
+    )
+
+
+async def until_it_works(what: str, action: Callable[[], Awaitable[T]], *, retry_on: tuple[type[BaseException], ...]) -> T:
+    """Run `action` until it succeeds, waiting longer between tries: an outage pauses, never skips."""
+    attempt = 0
+    while True:
+        try:
+            return await action()
+        except retry_on as error:
+            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
+            attempt += 1
+            log.warning("%s failed (%s: %s); retrying in %.2fs (attempt %d)", what, type(error).__name__, error, delay, attempt)
+            await asyncio.sleep(delay)
+
+
+class ResumeFromDatabase(ConsumerRebalanceListener):
+    """On assignment, a partition with no offset committed in Kafka resumes from PostgreSQL's.
+
+    Kafka's committed offset, when present, is never ahead of PostgreSQL's (Kafka is committed
+    after the database) and is preferred: the records between the two are replayed, which
+    re-publishes results a crash may have kept from going out; the spent reference IDs make
+    the replay change nothing.
+    """
+
+    def __init__(self, *, engine: sa.Engine, consumer_group: str, consumer: Callable[[], Any]) -> None:
+        self.engine = engine
+        self.consumer_group = consumer_group
+        # The subscriber creates its consumer before starting it, so it exists by assignment.
+        self._consumer = consumer
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        consumer = self._consumer()
+        if consumer is None or not assigned:
+            return
+        by_topic: dict[str, dict[int, int]] = {}
+        for tp in assigned:
+            if tp.topic not in by_topic:
+                by_topic[tp.topic] = await asyncio.to_thread(self._stored_offsets, tp.topic)
+            committed = await consumer.committed(tp)
+            stored = by_topic[tp.topic].get(tp.partition)
+            if committed is None and stored is not None:
+                log.info("resuming %s[%d] from PostgreSQL's offset %d", tp.topic, tp.partition, stored)
+                consumer.seek(tp, stored)
+
+    def _stored_offsets(self, topic: str) -> dict[int, int]:
+        with UnitOfWork(self.engine) as uow:
+            return uow.load_offsets(consumer_group=self.consumer_group, topic=topic)
+
+
+class Processor:
+    """Owns the broker, the database engine and the batch handler."""
+
+    def __init__(self, *, settings: ProcessorSettings) -> None:
+        self.settings = settings
+        self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_pre_ping=True)
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=2,
+            graceful_timeout=30.0,
+            client_id="cloudwallet-processor",
+        )
+        self.listener = ResumeFromDatabase(
+            engine=self.engine, consumer_group=settings.consumer_group, consumer=lambda: self.subscriber.consumer
+        )
+        self.subscriber = self.broker.subscriber(
+            settings.requests_topic,
+            group_id=settings.consumer_group,
+            batch=True,
+            max_records=settings.batch_max_records,
+            batch_timeout_ms=settings.batch_linger_ms,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            listener=self.listener,
+            max_partition_fetch_bytes=max(settings.max_request_bytes * 2, 1_048_576),
+        )
+        self.subscriber(self.handle_batch)
+        self.batches = 0
+
+    async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
+        raw = message.raw_message
+        records = [source_record(r) for r in (raw if isinstance(raw, tuple) else (raw,))]
+        if not records:
+            return
+        report = await until_it_works(
+            "committing the batch to PostgreSQL",
+            lambda: asyncio.to_thread(
+                process_batch,
+                engine=self.engine,
+                records=records,
+                consumer_group=self.settings.consumer_group,
+                max_request_bytes=self.settings.max_request_bytes,
+            ),
+            retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError),
+        )
+        await until_it_works("publishing results", lambda: self.publish(report), retry_on=(KafkaError, OSError))
+        self.batches += 1
+        # Returning acks the batch: FastStream commits the consumer's offsets to Kafka.
+
+    async def publish(self, report: BatchReport) -> None:
+        pending: list[asyncio.Future[Any]] = []
+        for reply in report.replies:
+            pending.append(
+                await self.broker.publish(
+                    reply.result.model_dump_json(exclude_none=True).encode(),
+                    topic=reply.record.header(REPLY_TO_HEADER) or self.settings.results_topic,
+                    key=reply.key,
+                    correlation_id=reply.record.header(CORRELATION_HEADER),
+                    headers={"request_type": reply.result.type},
+                    no_confirm=True,
+                )
+            )
+        for letter in report.dead_letters:
+            record = letter.record
+            pending.append(
+                await self.broker.publish(
+                    record.value or b"",
+                    topic=self.settings.dlq_topic,
+                    key=record.key,
+                    headers={
+                        "dlq_reason": letter.reason,
+                        "dlq_topic": record.topic,
+                        "dlq_partition": str(record.partition),
+                        "dlq_offset": str(record.offset),
+                    },
+                    no_confirm=True,
+                )
+            )
+        await asyncio.gather(*pending)
+
+    async def on_startup(self) -> None:
+        if self.settings.create_topics:
+            await ensure_topics(settings=self.settings)
+
+    async def on_shutdown(self) -> None:
+        self.engine.dispose()
+
+    def app(self) -> FastStream:
+        return FastStream(
+            self.broker,
+            on_startup=[self.on_startup],
+            on_shutdown=[self.on_shutdown],
+        )
+
