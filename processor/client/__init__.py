@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from pydantic import ValidationError
 
 from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
@@ -102,7 +103,13 @@ class WalletClient:
                     waiters = self._waiters.pop(record.key.decode() if record.key else "", None)
                     if not waiters:
                         continue
-                    result = Result.model_validate_json(record.value)
+                    try:
+                        result = Result.model_validate_json(record.value)
+                    except ValidationError as error:  # a result this client version cannot read
+                        for waiter in waiters:
+                            if not waiter.done():
+                                waiter.set_exception(error)
+                        continue
                     for waiter in waiters:
                         if not waiter.done():
                             waiter.set_result(result)

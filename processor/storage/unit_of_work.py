@@ -336,7 +336,7 @@ class UnitOfWork:
                     "project_id": r.project_id,
                     "reference_id": r.reference_id,
                     "request_type": r.request_type,
-                    "result": r.result.model_dump(mode="json", exclude_none=True),
+                    "result": r.result.model_dump(mode="json"),
                     "source_topic": source[0] if source else None,
                     "source_partition": source[1] if source else None,
                     "source_offset": source[2] if source else None,

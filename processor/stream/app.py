@@ -160,7 +160,7 @@ class Processor:
         for reply in report.replies:
             pending.append(
                 await self.broker.publish(
-                    reply.result.model_dump_json(exclude_none=True).encode(),
+                    reply.result.model_dump_json().encode(),
                     topic=reply.record.header(REPLY_TO_HEADER) or self.settings.results_topic,
                     key=reply.key,
                     correlation_id=reply.record.header(CORRELATION_HEADER),

@@ -1,0 +1,116 @@
+"""`make demo`: the processor on the local stack, sample traffic through Kafka, results shown.
+
+Starts `cloudwallet run` as a child process, sends the seed's vocabulary through the client
+library (project, asset, customers, wallets, transactions including the seed's failing W1/W2
+example and its fixed order), prints every result, then stops the processor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from processor.client import WalletClient
+from processor.settings import ProcessorSettings, SettingsError, load
+from schemas.results import Result
+
+
+def _line(step: str, result: Result) -> str:
+    outcome = result.status.value
+    if result.error is not None:
+        where = f" at operation {result.error.operation_index}" if result.error.operation_index is not None else ""
+        outcome += f" {result.error.code.value}{where}: {result.error.message}"
+    balances = ""
+    if result.transaction is not None and result.transaction.entries:
+        balances = "  entries: " + ", ".join(
+            f"{e.type.value} {e.wallet_id} {e.amount} -> {e.balance_after}" for e in result.transaction.entries
+        )
+    elif result.wallet is not None:
+        balances = f"  wallet {result.wallet.wallet_id}: {result.wallet.status.value}, balance {result.wallet.balance}"
+    return f"  {step:<52} {outcome}{balances}"
+
+
+async def traffic(settings: ProcessorSettings) -> int:
+    run = time.strftime("%H%M%S")
+    project = f"demo-{run}"
+    w1, w2, fees = f"W1-{run}", f"W2-{run}", f"fees-{run}"
+    steps: list[tuple[str, dict[str, Any]]] = [
+        ("create project", {"type": "project.create", "project_id": project, "name": "Demo shop"}),
+        ("create asset USD (fractions 100)", {"type": "asset.create", "asset_id": "usd", "code": "USD", "name": "US dollar", "fractions": 100}),
+        ("upsert customer alice@example.com", {"type": "customer.upsert", "customer_id": "alice@example.com", "name": "Alice"}),
+        ("upsert customer 42", {"type": "customer.upsert", "customer_id": "42", "name": "Bob"}),
+        ("open W1 for alice", {"type": "wallet.open", "customer_id": "alice@example.com", "asset_id": "usd", "wallet_id": w1}),
+        ("open W2 for customer 42", {"type": "wallet.open", "customer_id": "42", "asset_id": "usd", "wallet_id": w2}),
+        ("open a system wallet for fees", {"type": "system_wallet.open", "asset_id": "usd", "wallet_id": fees, "name": "Fees"}),
+        ("issue 5 to W1, 7 to W2", {"type": "transaction.run", "operations": [
+            {"type": "Issue", "wallet_id": w1, "amount": "5"}, {"type": "Issue", "wallet_id": w2, "amount": "7"}]}),
+        ("seed example: transfer 11 W1->W2, then issue 6 W1", {"type": "transaction.run", "operations": [
+            {"type": "Transfer", "from_wallet_id": w1, "to_wallet_id": w2, "amount": "11"},
+            {"type": "Issue", "wallet_id": w1, "amount": "6"}]}),
+        ("fixed order: issue 6 W1, then transfer 11 W1->W2", {"type": "transaction.run", "reference_id": f"fixed-{run}", "operations": [
+            {"type": "Issue", "wallet_id": w1, "amount": "6"},
+            {"type": "Transfer", "from_wallet_id": w1, "to_wallet_id": w2, "amount": "11"}]}),
+        ("retry of the same reference ID", {"type": "transaction.run", "reference_id": f"fixed-{run}", "operations": [
+            {"type": "Issue", "wallet_id": w1, "amount": "6"},
+            {"type": "Transfer", "from_wallet_id": w1, "to_wallet_id": w2, "amount": "11"}]}),
+        ("W2 pays a 0.25 fee", {"type": "transaction.run", "operations": [
+            {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": fees, "amount": "0.25"}]}),
+        ("amount with too many decimals", {"type": "transaction.run", "operations": [
+            {"type": "Issue", "wallet_id": w1, "amount": "0.001"}]}),
+        ("suspend customer 42 (suspends W2)", {"type": "customer.suspend", "customer_id": "42"}),
+        ("transfer from suspended W2", {"type": "transaction.run", "operations": [
+            {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": w1, "amount": "1"}]}),
+        ("close W1 (empty)", {"type": "wallet.set_status", "wallet_id": w1, "status": "Closed"}),
+        ("close W2 (not empty)", {"type": "wallet.set_status", "wallet_id": w2, "status": "Closed"}),
+        ("redeem 0.25 from the fee wallet", {"type": "transaction.run", "operations": [
+            {"type": "Redeem", "wallet_id": fees, "amount": "0.25"}]}),
+    ]
+    async with WalletClient(
+        bootstrap_servers=settings.bootstrap_servers, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+    ) as client:
+        print(f"\nSample traffic for project {project} (requests -> {settings.requests_topic}, results <- {settings.results_topic}):")
+        for index, (step, body) in enumerate(steps):
+            request = {"reference_id": f"{run}-{index}", **body}
+            if request["type"] != "project.create":
+                request["project_id"] = project
+            result = await client.submit(request, timeout=30)
+            print(_line(step, result), flush=True)
+    return 0
+
+
+def main() -> int:
+    try:
+        settings = load(ProcessorSettings)
+    except SettingsError as error:
+        print(f"demo: {error}", file=sys.stderr)
+        return 2
+    assert isinstance(settings, ProcessorSettings)
+    log_path = Path(os.environ.get("CLOUDWALLET_DEMO_LOG", "demo-processor.log"))
+    print(f"starting the processor (cloudwallet run; log: {log_path})")
+    with log_path.open("w") as log:
+        processor = subprocess.Popen([sys.executable, "-m", "processor.cli", "run"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while "started" not in log_path.read_text() and time.monotonic() < deadline:
+            if processor.poll() is not None:
+                print(f"the processor exited with code {processor.returncode}; see {log_path}", file=sys.stderr)
+                return 1
+            time.sleep(0.2)
+        return asyncio.run(traffic(settings))
+    finally:
+        processor.send_signal(signal.SIGTERM)
+        try:
+            processor.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            processor.kill()
+        print("processor stopped")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,621 @@
+"""The ledger engine: a batch of decoded requests + loaded state -> outcome. Pure.
+
+No I/O, no clock (``now`` is passed in), no randomness (IDs are derived). Requests run
+in order; each sees the effects of the ones before it in the batch.
+
+Per request:
+1. project check: every request but project.create needs its project -> ProjectNotFound
+   (the reference ID is NOT spent: the project to spend it in does not exist).
+2. reference check: (project_id, reference_id) already spent -> DuplicateReferenceId with
+   ``original`` = the stored result; nothing changes, nothing is recorded.
+3. the request's rules; success or failure, the result is recorded as the reference's
+   answer (``BatchOutcome.references``).
+An unexpected exception fails that request alone with InternalError, undoes whatever it
+had changed, does not spend its reference (a redelivery after a fix may succeed) and the
+batch goes on.
+"""
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime
+from typing import Final, NoReturn
+
+from processor.ledger.ids import derive_transaction_id
+from processor.ledger.invariants import (
+    check_balances_in_range,
+    check_entries_match_balances,
+    check_transfer_conserves,
+)
+from processor.ledger.keys import created_asset_id, opened_wallet_id, request_project_id
+from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
+from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet, WalletKey
+from processor.ledger.views import (
+    asset_view,
+    build,
+    customer_view,
+    error_info,
+    failed_result,
+    project_view,
+    wallet_view,
+)
+from processor.ledger.work import WorkingState
+from schemas.amounts import format_minor_units, to_minor_units
+from schemas.errors import ErrorCode
+from schemas.limits import MAX_BALANCE_MINOR
+from schemas.requests import (
+    AssetCreate,
+    AssetDelete,
+    AssetRename,
+    CustomerDelete,
+    CustomerResume,
+    CustomerSuspend,
+    CustomerUpsert,
+    Issue,
+    ProjectCreate,
+    ProjectRename,
+    Redeem,
+    RequestModel,
+    SystemWalletOpen,
+    TransactionRun,
+    Transfer,
+    WalletOpen,
+    WalletRename,
+    WalletSetDescription,
+    WalletSetStatus,
+)
+from schemas.results import EntryView, Result, TransactionView
+from schemas.states import CustomerStatus, EntryType, Status, WalletStatus
+
+__all__ = ["apply_batch"]
+
+_NO_VIEWS: Final[dict[str, None]] = {
+    "project": None,
+    "asset": None,
+    "customer": None,
+    "wallet": None,
+    "wallets": None,
+    "transaction": None,
+    "original": None,
+}
+
+
+class Rejected(Exception):
+    """A business-rule failure of one request (or one operation of a transaction)."""
+
+    def __init__(self, code: ErrorCode, message: str, operation_index: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.operation_index = operation_index
+
+
+def _reject(code: ErrorCode, message: str, operation_index: int | None = None) -> NoReturn:
+    raise Rejected(code, message, operation_index)
+
+
+def apply_batch(*, requests: Sequence[RequestModel], state: LedgerState, now: datetime) -> BatchOutcome:
+    """Apply ``requests`` in order to ``state`` (not mutated) and return the outcome."""
+    return _Batch(state=state, now=now).run(requests)
+
+
+class _Batch:
+    def __init__(self, *, state: LedgerState, now: datetime) -> None:
+        self.state = state
+        self.now = now
+        self.work = WorkingState(state)
+        self.outcome = BatchOutcome()
+
+    # --- driver -------------------------------------------------------------------------
+
+    def run(self, requests: Sequence[RequestModel]) -> BatchOutcome:
+        outcome = self.outcome
+        for index, request in enumerate(requests):
+            mark = (len(outcome.transactions), len(outcome.entries), len(outcome.references))
+            self.work.begin()
+            try:
+                result = self._apply_one(request)
+            except Exception as exc:  # noqa: BLE001 - one bad request must not stop the batch
+                self.work.rollback()
+                del outcome.transactions[mark[0] :]
+                del outcome.entries[mark[1] :]
+                del outcome.references[mark[2] :]
+                result = self._internal_error(request, exc)
+                outcome.faults.append((index, exc))
+            outcome.results.append(result)
+        self._collect_changes()
+        return outcome
+
+    def _internal_error(self, request: RequestModel, exc: Exception) -> Result:
+        try:
+            project_id: str | None = request_project_id(request)
+        except Exception:  # noqa: BLE001
+            project_id = getattr(request, "project_id", None)
+        return failed_result(
+            reference_id=request.reference_id,
+            project_id=project_id,
+            request_type=request.type,
+            error=error_info(ErrorCode.InternalError, f"internal error: {type(exc).__name__}"),
+            processed_at=self.now,
+        )
+
+    def _apply_one(self, request: RequestModel) -> Result:
+        project_id = request_project_id(request)
+        reference_key = (project_id, request.reference_id)
+        if request.type != "project.create" and project_id not in self.work.projects:
+            return failed_result(
+                reference_id=request.reference_id,
+                project_id=project_id,
+                request_type=request.type,
+                error=error_info(ErrorCode.ProjectNotFound, f"project {project_id!r} not found"),
+                processed_at=self.now,
+            )
+        original = self.work.references.get(reference_key)
+        if original is not None:
+            return failed_result(
+                reference_id=request.reference_id,
+                project_id=project_id,
+                request_type=request.type,
+                error=error_info(
+                    ErrorCode.DuplicateReferenceId,
+                    f"reference ID {request.reference_id!r} was already used in project {project_id!r}",
+                ),
+                processed_at=self.now,
+                original=original,
+            )
+        handler = _HANDLERS[request.type]
+        try:
+            result = handler(self, request, project_id)
+        except Rejected as rejected:
+            self.work.rollback()
+            result = failed_result(
+                reference_id=request.reference_id,
+                project_id=project_id,
+                request_type=request.type,
+                error=error_info(rejected.code, rejected.message, rejected.operation_index),
+                processed_at=self.now,
+            )
+        self.work.spend_reference(reference_key, result)
+        self.outcome.references.append(
+            ReferenceRecord(
+                project_id=project_id,
+                reference_id=request.reference_id,
+                request_type=request.type,
+                result=result,
+            )
+        )
+        return result
+
+    def _completed(self, request: RequestModel, project_id: str, **views: object) -> Result:
+        return build(
+            Result,
+            reference_id=request.reference_id,
+            project_id=project_id,
+            type=request.type,
+            status=Status.Completed,
+            error=None,
+            processed_at=self.now,
+            **{**_NO_VIEWS, **views},
+        )
+
+    def _collect_changes(self) -> None:
+        work, base, outcome = self.work, self.state, self.outcome
+        outcome.projects_upserted, _ = work.changed(work.projects, base.projects)
+        outcome.assets_upserted, outcome.assets_deleted = work.changed(work.assets, base.assets)
+        outcome.customers_upserted, outcome.customers_deleted = work.changed(
+            work.customers, base.customers
+        )
+        outcome.wallets_upserted, deleted_wallets = work.changed(work.wallets, base.wallets)
+        assert not deleted_wallets, "WALLETS_NEVER_DELETED"
+
+    # --- lookups ------------------------------------------------------------------------
+
+    def _fractions_of(self, wallet: Wallet) -> int:
+        return self.work.assets[(wallet.project_id, wallet.asset_id)].fractions
+
+    def _wallet_view(self, wallet: Wallet) -> object:
+        return wallet_view(wallet, fractions=self._fractions_of(wallet))
+
+    def _existing_wallet(self, project_id: str, wallet_id: str) -> Wallet:
+        wallet = self.work.wallets.get((project_id, wallet_id))
+        if wallet is None:
+            _reject(ErrorCode.WalletNotFound, f"wallet {wallet_id!r} not found")
+        return wallet
+
+    def _existing_asset(self, project_id: str, asset_id: str) -> Asset:
+        asset = self.work.assets.get((project_id, asset_id))
+        if asset is None:
+            _reject(ErrorCode.AssetNotFound, f"asset {asset_id!r} not found")
+        return asset
+
+    def _existing_customer(self, project_id: str, customer_id: str) -> Customer:
+        customer = self.work.customers.get((project_id, customer_id))
+        if customer is None:
+            _reject(ErrorCode.CustomerNotFound, f"customer {customer_id!r} not found")
+        return customer
+
+    # --- projects -----------------------------------------------------------------------
+
+    def project_create(self, request: ProjectCreate, project_id: str) -> Result:
+        if project_id in self.work.projects:
+            _reject(ErrorCode.ProjectAlreadyExists, f"project {project_id!r} already exists")
+        project = Project(project_id=project_id, name=request.name, created_at=self.now)
+        self.work.put_project(project)
+        return self._completed(request, project_id, project=project_view(project, assets=[]))
+
+    def project_rename(self, request: ProjectRename, project_id: str) -> Result:
+        project = replace(self.work.projects[project_id], name=request.name)
+        self.work.put_project(project)
+        return self._completed(request, project_id, project=project_view(project, assets=None))
+
+    # --- assets -------------------------------------------------------------------------
+
+    def asset_create(self, request: AssetCreate, project_id: str) -> Result:
+        asset_id = created_asset_id(request)
+        if (project_id, asset_id) in self.work.assets:
+            _reject(ErrorCode.AssetAlreadyExists, f"asset {asset_id!r} already exists")
+        asset = Asset(
+            project_id=project_id,
+            asset_id=asset_id,
+            code=request.code,
+            name=request.name,
+            fractions=request.fractions,
+            in_use=False,
+            created_at=self.now,
+        )
+        self.work.put_asset(asset)
+        return self._completed(request, project_id, asset=asset_view(asset))
+
+    def asset_rename(self, request: AssetRename, project_id: str) -> Result:
+        asset = replace(self._existing_asset(project_id, request.asset_id), name=request.name)
+        self.work.put_asset(asset)
+        return self._completed(request, project_id, asset=asset_view(asset))
+
+    def asset_delete(self, request: AssetDelete, project_id: str) -> Result:
+        asset = self._existing_asset(project_id, request.asset_id)
+        if asset.in_use:
+            _reject(ErrorCode.AssetInUse, f"asset {asset.asset_id!r} is used by a wallet")
+        self.work.delete_asset(asset.key)
+        return self._completed(request, project_id, asset=asset_view(asset))
+
+    # --- customers ----------------------------------------------------------------------
+
+    def customer_upsert(self, request: CustomerUpsert, project_id: str) -> Result:
+        current = self.work.customers.get((project_id, request.customer_id))
+        if current is None:
+            customer = Customer(
+                project_id=project_id,
+                customer_id=request.customer_id,
+                name=request.name or "",
+                description=request.description or "",
+                status=CustomerStatus.Active,
+                created_at=self.now,
+            )
+        else:
+            customer = replace(
+                current,
+                name=current.name if request.name is None else request.name,
+                description=current.description if request.description is None else request.description,
+            )
+        self.work.put_customer(customer)
+        return self._completed(request, project_id, customer=customer_view(customer))
+
+    def _customer_wallets(self, customer: Customer) -> list[Wallet]:
+        keys = self.work.customer_wallets[customer.key]  # loader contract: present
+        return [self.work.wallets[key] for key in keys]
+
+    def customer_suspend(self, request: CustomerSuspend, project_id: str) -> Result:
+        customer = self._existing_customer(project_id, request.customer_id)
+        suspended: list[object] = []
+        for wallet in self._customer_wallets(customer):
+            if wallet.status == WalletStatus.Open:
+                changed = replace(wallet, status=WalletStatus.Suspended)
+                self.work.put_wallet(changed)
+                suspended.append(self._wallet_view(changed))
+        if customer.status != CustomerStatus.Suspended:
+            customer = replace(customer, status=CustomerStatus.Suspended)
+            self.work.put_customer(customer)
+        return self._completed(request, project_id, customer=customer_view(customer), wallets=suspended)
+
+    def customer_resume(self, request: CustomerResume, project_id: str) -> Result:
+        customer = self._existing_customer(project_id, request.customer_id)
+        if customer.status != CustomerStatus.Active:
+            customer = replace(customer, status=CustomerStatus.Active)
+            self.work.put_customer(customer)
+        return self._completed(request, project_id, customer=customer_view(customer))
+
+    def customer_delete(self, request: CustomerDelete, project_id: str) -> Result:
+        customer = self._existing_customer(project_id, request.customer_id)
+        not_closed = [w.wallet_id for w in self._customer_wallets(customer) if w.status != WalletStatus.Closed]
+        if not_closed:
+            _reject(
+                ErrorCode.CustomerHasOpenWallets,
+                f"customer {customer.customer_id!r} has {len(not_closed)} wallet(s) not Closed",
+            )
+        self.work.delete_customer(customer.key)
+        return self._completed(request, project_id, customer=customer_view(customer))
+
+    # --- wallets ------------------------------------------------------------------------
+
+    def _open_wallet(
+        self, request: WalletOpen | SystemWalletOpen, project_id: str, customer_id: str | None
+    ) -> Result:
+        asset = self._existing_asset(project_id, request.asset_id)
+        if customer_id is not None:
+            customer = self._existing_customer(project_id, customer_id)
+            if customer.status == CustomerStatus.Suspended:
+                _reject(ErrorCode.CustomerSuspended, f"customer {customer_id!r} is suspended")
+        wallet_id = opened_wallet_id(request)
+        if (project_id, wallet_id) in self.work.wallets:
+            _reject(ErrorCode.WalletAlreadyExists, f"wallet {wallet_id!r} already exists")
+        wallet = Wallet(
+            project_id=project_id,
+            wallet_id=wallet_id,
+            asset_id=asset.asset_id,
+            customer_id=customer_id,
+            name=request.name or "",
+            description=request.description or "",
+            status=WalletStatus.Open,
+            balance=0,
+            created_at=self.now,
+        )
+        self.work.put_wallet(wallet)
+        if customer_id is not None:
+            self.work.add_customer_wallet((project_id, customer_id), wallet.key)
+        if not asset.in_use:
+            self.work.put_asset(replace(asset, in_use=True))
+        return self._completed(request, project_id, wallet=wallet_view(wallet, fractions=asset.fractions))
+
+    def wallet_open(self, request: WalletOpen, project_id: str) -> Result:
+        return self._open_wallet(request, project_id, request.customer_id)
+
+    def system_wallet_open(self, request: SystemWalletOpen, project_id: str) -> Result:
+        return self._open_wallet(request, project_id, None)
+
+    def wallet_set_status(self, request: WalletSetStatus, project_id: str) -> Result:
+        wallet = self._existing_wallet(project_id, request.wallet_id)
+        target = request.status
+        if wallet.status == target:
+            return self._completed(request, project_id, wallet=self._wallet_view(wallet))
+        if wallet.status == WalletStatus.Closed:
+            _reject(ErrorCode.WalletClosed, f"wallet {wallet.wallet_id!r} is closed; Closed is final")
+        if target == WalletStatus.Closed and wallet.balance != 0:
+            _reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} has a non-zero balance")
+        if target == WalletStatus.Open and wallet.customer_id is not None:
+            owner = self.work.customers[(project_id, wallet.customer_id)]  # loader contract
+            if owner.status == CustomerStatus.Suspended:
+                _reject(ErrorCode.CustomerSuspended, f"customer {owner.customer_id!r} is suspended")
+        wallet = replace(wallet, status=target)
+        self.work.put_wallet(wallet)
+        return self._completed(request, project_id, wallet=self._wallet_view(wallet))
+
+    def wallet_rename(self, request: WalletRename, project_id: str) -> Result:
+        wallet = replace(self._existing_wallet(project_id, request.wallet_id), name=request.name)
+        self.work.put_wallet(wallet)
+        return self._completed(request, project_id, wallet=self._wallet_view(wallet))
+
+    def wallet_set_description(self, request: WalletSetDescription, project_id: str) -> Result:
+        wallet = replace(
+            self._existing_wallet(project_id, request.wallet_id), description=request.description
+        )
+        self.work.put_wallet(wallet)
+        return self._completed(request, project_id, wallet=self._wallet_view(wallet))
+
+    # --- transactions -------------------------------------------------------------------
+
+    def _operable_wallet(self, project_id: str, wallet_id: str, index: int) -> Wallet:
+        wallet = self.work.wallets.get((project_id, wallet_id))
+        if wallet is None:
+            _reject(ErrorCode.WalletNotFound, f"wallet {wallet_id!r} not found", index)
+        if wallet.status != WalletStatus.Open:
+            if wallet.status == WalletStatus.Closed:
+                _reject(ErrorCode.WalletClosed, f"wallet {wallet_id!r} is closed", index)
+            _reject(ErrorCode.WalletNotOpen, f"wallet {wallet_id!r} is {wallet.status}", index)
+        return wallet
+
+    def _minor(self, amount: object, fractions: int, index: int) -> int:
+        try:
+            return to_minor_units(amount, fractions=fractions)  # type: ignore[arg-type]
+        except ValueError as exc:
+            _reject(ErrorCode.ValidationError, str(exc), index)
+
+    def _post(
+        self, request: TransactionRun, project_id: str
+    ) -> tuple[dict[WalletKey, int], list[tuple[WalletKey, int, EntryType, int, int]]]:
+        """Run the operations on a tentative overlay; Rejected on the first failure."""
+        balances: dict[WalletKey, int] = {}  # overlay: wallet key -> tentative balance
+        postings: list[tuple[WalletKey, int, EntryType, int, int]] = []
+        assets = self.work.assets
+        for index, operation in enumerate(request.operations):
+            if type(operation) is Transfer:
+                source = self._operable_wallet(project_id, operation.from_wallet_id, index)
+                target = self._operable_wallet(project_id, operation.to_wallet_id, index)
+                if source.asset_id != target.asset_id:
+                    _reject(
+                        ErrorCode.AssetMismatch,
+                        f"wallet {source.wallet_id!r} holds {source.asset_id!r} but "
+                        f"wallet {target.wallet_id!r} holds {target.asset_id!r}",
+                        index,
+                    )
+                amount = self._minor(operation.amount, assets[(project_id, source.asset_id)].fractions, index)
+                source_balance = balances.get(source.key, source.balance) - amount
+                if source_balance < 0:
+                    _reject(ErrorCode.InsufficientFunds, f"wallet {source.wallet_id!r} has insufficient funds", index)
+                target_balance = balances.get(target.key, target.balance) + amount
+                if target_balance > MAX_BALANCE_MINOR:
+                    _reject(ErrorCode.BalanceLimitExceeded, f"wallet {target.wallet_id!r} would exceed the balance limit", index)
+                balances[source.key] = source_balance
+                balances[target.key] = target_balance
+                postings.append((source.key, index, EntryType.Debit, amount, source_balance))
+                postings.append((target.key, index, EntryType.Credit, amount, target_balance))
+            elif type(operation) is Issue:
+                wallet = self._operable_wallet(project_id, operation.wallet_id, index)
+                amount = self._minor(operation.amount, assets[(project_id, wallet.asset_id)].fractions, index)
+                balance = balances.get(wallet.key, wallet.balance) + amount
+                if balance > MAX_BALANCE_MINOR:
+                    _reject(ErrorCode.BalanceLimitExceeded, f"wallet {wallet.wallet_id!r} would exceed the balance limit", index)
+                balances[wallet.key] = balance
+                postings.append((wallet.key, index, EntryType.Issue, amount, balance))
+            else:
+                assert type(operation) is Redeem, f"unknown operation {operation!r}"
+                wallet = self._operable_wallet(project_id, operation.wallet_id, index)
+                amount = self._minor(operation.amount, assets[(project_id, wallet.asset_id)].fractions, index)
+                balance = balances.get(wallet.key, wallet.balance) - amount
+                if balance < 0:
+                    _reject(ErrorCode.InsufficientFunds, f"wallet {wallet.wallet_id!r} has insufficient funds", index)
+                balances[wallet.key] = balance
+                postings.append((wallet.key, index, EntryType.Redeem, amount, balance))
+        return balances, postings
+
+    def transaction_run(self, request: TransactionRun, project_id: str) -> Result:
+        transaction_id = derive_transaction_id(project_id=project_id, reference_id=request.reference_id)
+        description = request.description or ""
+        try:
+            balances, postings = self._post(request, project_id)
+        except Rejected as rejected:
+            error = error_info(rejected.code, rejected.message, rejected.operation_index)
+            self.outcome.transactions.append(
+                TransactionRecord(
+                    project_id=project_id,
+                    transaction_id=transaction_id,
+                    reference_id=request.reference_id,
+                    description=description,
+                    status=Status.Failed,
+                    operations=request.operations,
+                    error=error,
+                    created_at=self.now,
+                )
+            )
+            view = build(
+                TransactionView,
+                project_id=project_id,
+                transaction_id=transaction_id,
+                reference_id=request.reference_id,
+                description=description,
+                status=Status.Failed,
+                operations=request.operations,
+                entries=[],
+                error=error,
+                created_at=self.now,
+            )
+            return build(
+                Result,
+                reference_id=request.reference_id,
+                project_id=project_id,
+                type=request.type,
+                status=Status.Failed,
+                error=error,
+                processed_at=self.now,
+                **{**_NO_VIEWS, "transaction": view},
+            )
+
+        wallets = self.work.wallets
+        if __debug__:
+            before = {key: wallets[key].balance for key in balances}
+            check_balances_in_range(balances)
+            check_entries_match_balances(
+                before=before,
+                after=balances,
+                entries=[(key, kind, amount, after) for key, _, kind, amount, after in postings],
+            )
+            issued = sum(p[3] for p in postings if p[2] == EntryType.Issue)
+            redeemed = sum(p[3] for p in postings if p[2] == EntryType.Redeem)
+            check_transfer_conserves(
+                issued=issued,
+                redeemed=redeemed,
+                before_total=sum(before.values()),
+                after_total=sum(balances.values()),
+            )
+
+        for key, balance in balances.items():
+            self.work.put_wallet(_with_balance(wallets[key], balance))
+
+        now = self.now
+        entry_records = self.outcome.entries
+        entry_views: list[EntryView] = []
+        fractions_of: dict[WalletKey, int] = {}
+        for key, index, kind, amount, after in postings:
+            wallet_id = key[1]
+            entry_records.append(
+                EntryRecord(
+                    project_id=project_id,
+                    wallet_id=wallet_id,
+                    transaction_id=transaction_id,
+                    operation_index=index,
+                    entry_type=kind,
+                    amount=amount,
+                    balance_after=after,
+                    created_at=now,
+                )
+            )
+            fractions = fractions_of.get(key)
+            if fractions is None:
+                fractions = fractions_of[key] = self._fractions_of(wallets[key])
+            entry_views.append(
+                build(
+                    EntryView,
+                    wallet_id=wallet_id,
+                    operation_index=index,
+                    type=kind,
+                    amount=format_minor_units(amount, fractions=fractions),
+                    balance_after=format_minor_units(after, fractions=fractions),
+                )
+            )
+        self.outcome.transactions.append(
+            TransactionRecord(
+                project_id=project_id,
+                transaction_id=transaction_id,
+                reference_id=request.reference_id,
+                description=description,
+                status=Status.Completed,
+                operations=request.operations,
+                error=None,
+                created_at=now,
+            )
+        )
+        view = build(
+            TransactionView,
+            project_id=project_id,
+            transaction_id=transaction_id,
+            reference_id=request.reference_id,
+            description=description,
+            status=Status.Completed,
+            operations=request.operations,
+            entries=entry_views,
+            error=None,
+            created_at=now,
+        )
+        return self._completed(request, project_id, transaction=view)
+
+
+def _with_balance(wallet: Wallet, balance: int) -> Wallet:
+    """``replace(wallet, balance=balance)`` without its introspection (hot path)."""
+    return Wallet(
+        project_id=wallet.project_id,
+        wallet_id=wallet.wallet_id,
+        asset_id=wallet.asset_id,
+        customer_id=wallet.customer_id,
+        name=wallet.name,
+        description=wallet.description,
+        status=wallet.status,
+        balance=balance,
+        created_at=wallet.created_at,
+    )
+
+
+_HANDLERS: Final[dict[str, Callable[[_Batch, RequestModel, str], Result]]] = {
+    "project.create": _Batch.project_create,
+    "project.rename": _Batch.project_rename,
+    "asset.create": _Batch.asset_create,
+    "asset.rename": _Batch.asset_rename,
+    "asset.delete": _Batch.asset_delete,
+    "customer.upsert": _Batch.customer_upsert,
+    "customer.suspend": _Batch.customer_suspend,
+    "customer.resume": _Batch.customer_resume,
+    "customer.delete": _Batch.customer_delete,
+    "wallet.open": _Batch.wallet_open,
+    "system_wallet.open": _Batch.system_wallet_open,
+    "wallet.set_status": _Batch.wallet_set_status,
+    "wallet.rename": _Batch.wallet_rename,
+    "wallet.set_description": _Batch.wallet_set_description,
+    "transaction.run": _Batch.transaction_run,
+}  # type: ignore[dict-item]

@@ -1,0 +1,33 @@
+"""Derived identifiers: deterministic, so a redelivered request produces the same ID.
+
+An omitted project/asset/wallet ID is derived from (kind, project, reference ID) with
+uuid5 and written as 26 lowercase base32 characters, which fits every client ID limit
+(projects and assets allow 30 characters, so the 36-character UUID text form would not)
+and the client ID pattern. Transaction IDs are never client-chosen and use the canonical
+UUID text form.
+"""
+
+import base64
+import uuid
+from typing import Final, Literal
+
+NAMESPACE: Final = uuid.UUID("3d4b8f36-9a0e-5c1a-9d1e-6b2f0c7a4e11")
+
+EntityKind = Literal["project", "asset", "wallet"]
+
+
+def _uuid(kind: str, project_id: str, reference_id: str) -> uuid.UUID:
+    return uuid.uuid5(NAMESPACE, f"{kind}:{project_id}:{reference_id}")
+
+
+def derive_entity_id(*, kind: EntityKind, project_id: str, reference_id: str) -> str:
+    """26-char ID for an entity created without a client-chosen ID.
+
+    project_id is "" for a project (it has none yet).
+    """
+    raw = _uuid(kind, project_id, reference_id).bytes
+    return base64.b32encode(raw).decode("ascii").rstrip("=").lower()
+
+
+def derive_transaction_id(*, project_id: str, reference_id: str) -> str:
+    return str(_uuid("transaction", project_id, reference_id))

@@ -1,0 +1,154 @@
+"""Which rows a batch needs: a pure function of the decoded requests.
+
+Loader contract (what ``processor.storage`` must put in ``LedgerState`` for a batch):
+
+1. ``projects``: every existing project in ``project_ids``.
+2. ``assets``: every existing asset in ``asset_keys``, AND the asset of every wallet
+   it loads (joined; a transaction needs the asset's ``fractions``).
+3. ``customers``: every existing customer in ``customer_keys``, AND the owner of every
+   customer wallet it loads (joined; wallet.set_status Open checks the owner).
+4. ``wallets``: every existing wallet in ``wallet_keys``, AND every wallet of every
+   customer in ``customers_with_wallets``.
+5. ``customer_wallets``: an entry for every key in ``customers_with_wallets`` listing
+   the keys of all that customer's wallets (empty list if none / no such customer).
+6. ``references``: the stored result of every spent reference in ``reference_keys``.
+
+Locks (SELECT ... FOR UPDATE, in sorted key order, one statement per table): every
+loaded wallet (always), the assets in ``locked_asset_keys``, the customers in
+``locked_customer_keys`` and the projects in ``locked_project_ids``. Rows loaded only by
+the joins of rules 2 and 3 need no lock: an asset's ``fractions`` never changes and an
+asset with a wallet can never be deleted; a customer's suspension suspends its wallets
+under the wallet locks, which we hold.
+
+Generated IDs (an omitted project/asset/wallet ID) are derived here exactly as the
+engine derives them, so the loader can tell whether they already exist.
+"""
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from processor.ledger.ids import derive_entity_id
+from processor.ledger.state import AssetKey, CustomerKey, ReferenceKey, WalletKey
+from schemas.requests import (
+    AssetCreate,
+    AssetDelete,
+    AssetRename,
+    CustomerDelete,
+    CustomerResume,
+    CustomerSuspend,
+    CustomerUpsert,
+    Issue,
+    ProjectCreate,
+    ProjectRename,
+    Redeem,
+    RequestModel,
+    SystemWalletOpen,
+    TransactionRun,
+    Transfer,
+    WalletOpen,
+    WalletRename,
+    WalletSetDescription,
+    WalletSetStatus,
+)
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StateKeys:
+    """Keys to load (and lock) for one batch; every tuple is sorted and duplicate-free."""
+
+    project_ids: tuple[str, ...]
+    asset_keys: tuple[AssetKey, ...]
+    customer_keys: tuple[CustomerKey, ...]
+    wallet_keys: tuple[WalletKey, ...]
+    reference_keys: tuple[ReferenceKey, ...]
+    customers_with_wallets: tuple[CustomerKey, ...]
+    locked_project_ids: tuple[str, ...]
+    locked_asset_keys: tuple[AssetKey, ...]
+    locked_customer_keys: tuple[CustomerKey, ...]
+
+
+def request_project_id(request: RequestModel) -> str:
+    """The project a request belongs to (derived for a project.create without an ID)."""
+    if isinstance(request, ProjectCreate) and request.project_id is None:
+        return derive_entity_id(kind="project", project_id="", reference_id=request.reference_id)
+    project_id = request.project_id
+    assert project_id is not None
+    return project_id
+
+
+def created_asset_id(request: AssetCreate) -> str:
+    if request.asset_id is not None:
+        return request.asset_id
+    return derive_entity_id(kind="asset", project_id=request.project_id, reference_id=request.reference_id)
+
+
+def opened_wallet_id(request: WalletOpen | SystemWalletOpen) -> str:
+    if request.wallet_id is not None:
+        return request.wallet_id
+    return derive_entity_id(kind="wallet", project_id=request.project_id, reference_id=request.reference_id)
+
+
+def transaction_wallet_ids(request: TransactionRun) -> Iterable[str]:
+    for operation in request.operations:
+        if isinstance(operation, Transfer):
+            yield operation.from_wallet_id
+            yield operation.to_wallet_id
+        else:
+            assert isinstance(operation, Issue | Redeem)
+            yield operation.wallet_id
+
+
+def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
+    projects: set[str] = set()
+    assets: set[AssetKey] = set()
+    customers: set[CustomerKey] = set()
+    wallets: set[WalletKey] = set()
+    references: set[ReferenceKey] = set()
+    with_wallets: set[CustomerKey] = set()
+    locked_projects: set[str] = set()
+    locked_assets: set[AssetKey] = set()
+    locked_customers: set[CustomerKey] = set()
+
+    for request in requests:
+        project_id = request_project_id(request)
+        projects.add(project_id)
+        references.add((project_id, request.reference_id))
+        match request:
+            case TransactionRun():
+                wallets.update((project_id, w) for w in transaction_wallet_ids(request))
+            case WalletSetStatus() | WalletRename() | WalletSetDescription():
+                wallets.add((project_id, request.wallet_id))
+            case WalletOpen():
+                wallets.add((project_id, opened_wallet_id(request)))
+                locked_assets.add((project_id, request.asset_id))
+                locked_customers.add((project_id, request.customer_id))
+            case SystemWalletOpen():
+                wallets.add((project_id, opened_wallet_id(request)))
+                locked_assets.add((project_id, request.asset_id))
+            case CustomerSuspend() | CustomerDelete():
+                locked_customers.add((project_id, request.customer_id))
+                with_wallets.add((project_id, request.customer_id))
+            case CustomerUpsert() | CustomerResume():
+                locked_customers.add((project_id, request.customer_id))
+            case AssetCreate():
+                locked_assets.add((project_id, created_asset_id(request)))
+            case AssetRename() | AssetDelete():
+                locked_assets.add((project_id, request.asset_id))
+            case ProjectCreate() | ProjectRename():
+                locked_projects.add(project_id)
+            case _:
+                raise TypeError(f"unknown request type {request.type!r}")
+
+    assets |= locked_assets
+    customers |= locked_customers | with_wallets
+    return StateKeys(
+        project_ids=tuple(sorted(projects)),
+        asset_keys=tuple(sorted(assets)),
+        customer_keys=tuple(sorted(customers)),
+        wallet_keys=tuple(sorted(wallets)),
+        reference_keys=tuple(sorted(references)),
+        customers_with_wallets=tuple(sorted(with_wallets)),
+        locked_project_ids=tuple(sorted(locked_projects)),
+        locked_asset_keys=tuple(sorted(locked_assets)),
+        locked_customer_keys=tuple(sorted(locked_customers)),
+    )

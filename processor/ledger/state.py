@@ -1,0 +1,89 @@
+"""The in-memory state the storage layer loads for one batch.
+
+Keys: a project by project_id; assets, customers and wallets by (project_id, id);
+spent reference IDs by (project_id, reference_id). A key missing from its dict means
+the entity does not exist: the loader guarantees it loaded everything the batch asks
+for (see ``processor.ledger.keys.StateKeys`` for the loader contract).
+
+The engine never mutates these objects or dicts: it copies on write.
+"""
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+from schemas.results import Result
+from schemas.states import CustomerStatus, WalletStatus
+
+AssetKey: TypeAlias = tuple[str, str]  # (project_id, asset_id)
+CustomerKey: TypeAlias = tuple[str, str]  # (project_id, customer_id)
+WalletKey: TypeAlias = tuple[str, str]  # (project_id, wallet_id)
+ReferenceKey: TypeAlias = tuple[str, str]  # (project_id, reference_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class Project:
+    project_id: str
+    name: str
+    created_at: datetime
+
+
+@dataclass(slots=True, kw_only=True)
+class Asset:
+    project_id: str
+    asset_id: str
+    code: str
+    name: str
+    fractions: int  # power of ten; scale = log10(fractions)
+    in_use: bool  # set when the first wallet with this asset opens; never cleared
+    created_at: datetime
+
+    @property
+    def key(self) -> AssetKey:
+        return (self.project_id, self.asset_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class Customer:
+    project_id: str
+    customer_id: str
+    name: str
+    description: str
+    status: CustomerStatus
+    created_at: datetime
+
+    @property
+    def key(self) -> CustomerKey:
+        return (self.project_id, self.customer_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class Wallet:
+    project_id: str
+    wallet_id: str
+    asset_id: str
+    customer_id: str | None  # None: a system wallet
+    name: str
+    description: str
+    status: WalletStatus
+    balance: int  # minor units, 0 <= balance <= MAX_BALANCE_MINOR
+    created_at: datetime
+
+    @property
+    def key(self) -> WalletKey:
+        return (self.project_id, self.wallet_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class LedgerState:
+    """Everything one batch may read. See ``StateKeys`` for what must be loaded."""
+
+    projects: dict[str, Project] = field(default_factory=dict)
+    assets: dict[AssetKey, Asset] = field(default_factory=dict)
+    customers: dict[CustomerKey, Customer] = field(default_factory=dict)
+    wallets: dict[WalletKey, Wallet] = field(default_factory=dict)
+    # For each customer in StateKeys.customers_with_wallets: the keys of all their
+    # wallets (an empty list when they have none or do not exist).
+    customer_wallets: dict[CustomerKey, list[WalletKey]] = field(default_factory=dict)
+    # Results stored for reference IDs already spent.
+    references: dict[ReferenceKey, Result] = field(default_factory=dict)

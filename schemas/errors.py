@@ -1,0 +1,63 @@
+"""Error codes: every code that can appear in a ``Result.error``, named once."""
+
+from enum import StrEnum
+from typing import Final
+
+
+class ErrorCode(StrEnum):
+    ValidationError = "ValidationError"
+    DuplicateReferenceId = "DuplicateReferenceId"
+    ProjectNotFound = "ProjectNotFound"
+    ProjectAlreadyExists = "ProjectAlreadyExists"
+    AssetNotFound = "AssetNotFound"
+    AssetAlreadyExists = "AssetAlreadyExists"
+    AssetInUse = "AssetInUse"
+    CustomerNotFound = "CustomerNotFound"
+    CustomerSuspended = "CustomerSuspended"
+    CustomerHasOpenWallets = "CustomerHasOpenWallets"
+    WalletNotFound = "WalletNotFound"
+    WalletAlreadyExists = "WalletAlreadyExists"
+    WalletNotOpen = "WalletNotOpen"
+    WalletNotEmpty = "WalletNotEmpty"
+    WalletClosed = "WalletClosed"
+    AssetMismatch = "AssetMismatch"
+    InsufficientFunds = "InsufficientFunds"
+    BalanceLimitExceeded = "BalanceLimitExceeded"
+    InternalError = "InternalError"
+
+
+ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
+    ErrorCode.ValidationError: (
+        "The request decoded but breaks the contract (field missing or too long, bad pattern, "
+        "float amount, more decimals than the asset allows, ...)."
+    ),
+    ErrorCode.DuplicateReferenceId: (
+        "This reference ID was already spent in this project; nothing changed and "
+        "`original` carries the stored result of the first request."
+    ),
+    ErrorCode.ProjectNotFound: "No project with this ID. The reference ID is not spent.",
+    ErrorCode.ProjectAlreadyExists: "project.create with an ID that already exists.",
+    ErrorCode.AssetNotFound: "No asset with this ID in the project.",
+    ErrorCode.AssetAlreadyExists: "asset.create with an asset ID that already exists in the project.",
+    ErrorCode.AssetInUse: "asset.delete of an asset that a wallet uses (or ever used).",
+    ErrorCode.CustomerNotFound: "No customer with this ID in the project.",
+    ErrorCode.CustomerSuspended: (
+        "The customer is suspended: no new wallet may be opened for them and their "
+        "wallets cannot be set back to Open."
+    ),
+    ErrorCode.CustomerHasOpenWallets: "customer.delete while one of their wallets is not Closed.",
+    ErrorCode.WalletNotFound: "No wallet with this ID in the project.",
+    ErrorCode.WalletAlreadyExists: "A wallet open with a wallet ID that already exists in the project.",
+    ErrorCode.WalletNotOpen: "A transaction operation touches a Suspended wallet.",
+    ErrorCode.WalletNotEmpty: "Closing a wallet whose balance is not zero.",
+    ErrorCode.WalletClosed: "The wallet is Closed (final): no status change, no operation.",
+    ErrorCode.AssetMismatch: "A Transfer between wallets of different assets.",
+    ErrorCode.InsufficientFunds: "A Redeem or Transfer would take a balance below zero.",
+    ErrorCode.BalanceLimitExceeded: "An Issue or Transfer would take a balance above the maximum.",
+    ErrorCode.InternalError: (
+        "An unexpected fault while applying this request; it changed nothing and the "
+        "next request went on."
+    ),
+}
+
+assert set(ERROR_DESCRIPTIONS) == set(ErrorCode), "every ErrorCode has a description"

@@ -1,0 +1,36 @@
+"""Every explicit limit of the public contract, in one place.
+
+A limit is a hard bound: input beyond it is rejected with ``ValidationError``
+(or, for balances, ``BalanceLimitExceeded``); nothing is ever truncated.
+"""
+
+from typing import Final
+
+MAX_PROJECT_ID_LEN: Final = 30
+MAX_ASSET_ID_LEN: Final = 30
+MAX_WALLET_ID_LEN: Final = 64
+MAX_CUSTOMER_ID_LEN: Final = 254
+MAX_REFERENCE_ID_LEN: Final = 128
+MAX_NAME_LEN: Final = 200
+MAX_DESCRIPTION_LEN: Final = 1000
+MAX_ASSET_CODE_LEN: Final = 16
+
+MAX_OPERATIONS_PER_TRANSACTION: Final = 100
+
+# Amounts: at most this many significant digits in total (integer + fraction part).
+MAX_AMOUNT_DIGITS: Final = 30
+# An amount string longer than this is rejected before it is parsed (cheap DoS guard;
+# it leaves room for MAX_AMOUNT_DIGITS digits, a point and some leading zeros).
+MAX_AMOUNT_STRING_LEN: Final = 64
+
+# An asset's ``fractions`` is a power of ten: 1, 10, ..., 10**18. scale = log10(fractions).
+MAX_FRACTIONS: Final = 10**18
+MAX_SCALE: Final = 18
+DEFAULT_FRACTIONS: Final = 100
+
+# Balances are integers in minor units and must fit PostgreSQL NUMERIC(38, 0).
+MAX_BALANCE_MINOR: Final = 10**38 - 1
+
+# Character class of the IDs a client may choose (projects, assets, wallets).
+ID_PATTERN: Final = r"^[A-Za-z0-9._:@+-]+$"
+ASSET_CODE_PATTERN: Final = r"^[A-Za-z0-9_-]+$"

@@ -1,0 +1,325 @@
+"""Request models: one per write request type, a discriminated union on ``type``.
+
+Every request carries ``type``, ``reference_id`` (the client's idempotency key, unique
+per project across all request types) and ``project_id`` (optional only for
+``project.create``, where an omitted ID is derived from the reference ID).
+"""
+
+from typing import Annotated, Final, Literal, TypeAlias
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    model_validator,
+)
+
+from schemas.amounts import Amount
+from schemas.limits import (
+    ASSET_CODE_PATTERN,
+    DEFAULT_FRACTIONS,
+    ID_PATTERN,
+    MAX_ASSET_CODE_LEN,
+    MAX_ASSET_ID_LEN,
+    MAX_CUSTOMER_ID_LEN,
+    MAX_DESCRIPTION_LEN,
+    MAX_FRACTIONS,
+    MAX_NAME_LEN,
+    MAX_OPERATIONS_PER_TRANSACTION,
+    MAX_PROJECT_ID_LEN,
+    MAX_REFERENCE_ID_LEN,
+    MAX_WALLET_ID_LEN,
+)
+from schemas.amounts import scale_of
+from schemas.states import WalletStatus
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable() or value.isspace():
+        raise ValueError("must be printable and not only whitespace")
+    return value
+
+
+def _power_of_ten(value: int) -> int:
+    scale_of(value)  # raises ValueError with the contract's message
+    return value
+
+
+ProjectId = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_PROJECT_ID_LEN, pattern=ID_PATTERN)
+]
+AssetId = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_ASSET_ID_LEN, pattern=ID_PATTERN)
+]
+WalletId = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_WALLET_ID_LEN, pattern=ID_PATTERN)
+]
+CustomerId = Annotated[
+    str,
+    Strict(),
+    Field(description="any printable string (e.g. an e-mail address), not only whitespace"),
+    StringConstraints(min_length=1, max_length=MAX_CUSTOMER_ID_LEN),
+    AfterValidator(_printable),
+]
+ReferenceId = Annotated[
+    str,
+    Strict(),
+    Field(description="printable, not only whitespace; unique per project"),
+    StringConstraints(min_length=1, max_length=MAX_REFERENCE_ID_LEN),
+    AfterValidator(_printable),
+]
+Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME_LEN)]
+Description = Annotated[str, Strict(), StringConstraints(max_length=MAX_DESCRIPTION_LEN)]
+AssetCode = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_ASSET_CODE_LEN, pattern=ASSET_CODE_PATTERN)
+]
+Fractions = Annotated[
+    int,
+    Strict(),
+    Field(ge=1, le=MAX_FRACTIONS, description="a power of ten: 1, 10, ..., 10**18; scale = log10(fractions)"),
+    AfterValidator(_power_of_ten),
+]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# --- transaction operations -------------------------------------------------------------
+
+
+class Issue(_Model):
+    """Create value in one wallet."""
+
+    type: Literal["Issue"]
+    wallet_id: WalletId
+    amount: Amount
+
+
+class Redeem(_Model):
+    """Eliminate value from one wallet."""
+
+    type: Literal["Redeem"]
+    wallet_id: WalletId
+    amount: Amount
+
+
+class Transfer(_Model):
+    """Move value between two different wallets of the same project and asset."""
+
+    type: Literal["Transfer"]
+    from_wallet_id: WalletId
+    to_wallet_id: WalletId
+    amount: Amount
+
+    @model_validator(mode="after")
+    def _distinct_wallets(self) -> "Transfer":
+        if self.from_wallet_id == self.to_wallet_id:
+            raise ValueError("a Transfer needs two different wallets (from_wallet_id == to_wallet_id)")
+        return self
+
+
+Operation: TypeAlias = Annotated[Issue | Redeem | Transfer, Field(discriminator="type")]
+
+
+# --- requests ---------------------------------------------------------------------------
+
+
+class _Request(_Model):
+    type: str  # narrowed to a Literal by every request model (the union's discriminator)
+    reference_id: ReferenceId
+
+
+class _ProjectScoped(_Request):
+    project_id: ProjectId
+
+
+class ProjectCreate(_Request):
+    """Create a project; an omitted project_id is derived from the reference ID."""
+
+    type: Literal["project.create"]
+    project_id: ProjectId | None = None
+    name: Name
+
+
+class ProjectRename(_ProjectScoped):
+    type: Literal["project.rename"]
+    name: Name
+
+
+class AssetCreate(_ProjectScoped):
+    """Create an asset; an omitted asset_id is derived from the reference ID."""
+
+    type: Literal["asset.create"]
+    asset_id: AssetId | None = None
+    code: AssetCode
+    name: Name
+    fractions: Fractions = DEFAULT_FRACTIONS
+
+
+class AssetRename(_ProjectScoped):
+    type: Literal["asset.rename"]
+    asset_id: AssetId
+    name: Name
+
+
+class AssetDelete(_ProjectScoped):
+    """Delete an asset that no wallet has ever used."""
+
+    type: Literal["asset.delete"]
+    asset_id: AssetId
+
+
+class CustomerUpsert(_ProjectScoped):
+    """Insert the customer (Active) or update the given fields; status is unchanged."""
+
+    type: Literal["customer.upsert"]
+    customer_id: CustomerId
+    name: Name | None = None
+    description: Description | None = None
+
+
+class CustomerSuspend(_ProjectScoped):
+    """Suspend the customer and every Open wallet of theirs."""
+
+    type: Literal["customer.suspend"]
+    customer_id: CustomerId
+
+
+class CustomerResume(_ProjectScoped):
+    """Make the customer Active again; their wallets stay as they are."""
+
+    type: Literal["customer.resume"]
+    customer_id: CustomerId
+
+
+class CustomerDelete(_ProjectScoped):
+    """Delete a customer whose wallets are all Closed."""
+
+    type: Literal["customer.delete"]
+    customer_id: CustomerId
+
+
+class WalletOpen(_ProjectScoped):
+    """Open a wallet for a customer; an omitted wallet_id is derived from the reference ID."""
+
+    type: Literal["wallet.open"]
+    customer_id: CustomerId
+    asset_id: AssetId
+    wallet_id: WalletId | None = None
+    name: Name | None = None
+    description: Description | None = None
+
+
+class SystemWalletOpen(_ProjectScoped):
+    """Open a wallet owned by the project operator (no customer)."""
+
+    type: Literal["system_wallet.open"]
+    asset_id: AssetId
+    wallet_id: WalletId | None = None
+    name: Name | None = None
+    description: Description | None = None
+
+
+class WalletSetStatus(_ProjectScoped):
+    type: Literal["wallet.set_status"]
+    wallet_id: WalletId
+    status: WalletStatus
+
+
+class WalletRename(_ProjectScoped):
+    type: Literal["wallet.rename"]
+    wallet_id: WalletId
+    name: Name
+
+
+class WalletSetDescription(_ProjectScoped):
+    type: Literal["wallet.set_description"]
+    wallet_id: WalletId
+    description: Description
+
+
+class TransactionRun(_ProjectScoped):
+    """Run operations in order, all or nothing."""
+
+    type: Literal["transaction.run"]
+    description: Description | None = None
+    operations: Annotated[
+        list[Operation], Field(min_length=1, max_length=MAX_OPERATIONS_PER_TRANSACTION)
+    ]
+
+
+RequestModel: TypeAlias = (
+    ProjectCreate
+    | ProjectRename
+    | AssetCreate
+    | AssetRename
+    | AssetDelete
+    | CustomerUpsert
+    | CustomerSuspend
+    | CustomerResume
+    | CustomerDelete
+    | WalletOpen
+    | SystemWalletOpen
+    | WalletSetStatus
+    | WalletRename
+    | WalletSetDescription
+    | TransactionRun
+)
+Request: TypeAlias = Annotated[RequestModel, Field(discriminator="type")]
+RequestAdapter: Final[TypeAdapter[RequestModel]] = TypeAdapter(Request)
+
+REQUEST_TYPES: Final[dict[str, type[BaseModel]]] = {
+    model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in RequestModel.__args__  # type: ignore[attr-defined]
+}
+
+
+# --- partition keying -------------------------------------------------------------------
+
+
+def transaction_key_wallet(request: TransactionRun) -> str:
+    """The first wallet the transaction debits, else the first wallet it credits."""
+    for operation in request.operations:
+        if isinstance(operation, Transfer):
+            return operation.from_wallet_id
+        if isinstance(operation, Redeem):
+            return operation.wallet_id
+    first = request.operations[0]
+    assert isinstance(first, Issue), "a transaction that debits nothing only issues"
+    return first.wallet_id
+
+
+def partition_key(request: RequestModel) -> str:
+    """The Kafka message key for a request: ``"{project_id}/{x}"``.
+
+    x is the wallet for wallet requests (a transaction: the first wallet it debits, else
+    the first it credits; a wallet open: the wallet_id if given, else the reference_id),
+    the customer_id for customer requests, the asset_id (else reference_id) for asset
+    requests and the project_id for project requests. A project.create without a
+    project_id has no project yet and is keyed by its reference_id alone.
+    """
+    match request:
+        case TransactionRun():
+            return f"{request.project_id}/{transaction_key_wallet(request)}"
+        case WalletSetStatus() | WalletRename() | WalletSetDescription():
+            return f"{request.project_id}/{request.wallet_id}"
+        case WalletOpen() | SystemWalletOpen():
+            return f"{request.project_id}/{request.wallet_id or request.reference_id}"
+        case CustomerUpsert() | CustomerSuspend() | CustomerResume() | CustomerDelete():
+            return f"{request.project_id}/{request.customer_id}"
+        case AssetCreate():
+            return f"{request.project_id}/{request.asset_id or request.reference_id}"
+        case AssetRename() | AssetDelete():
+            return f"{request.project_id}/{request.asset_id}"
+        case ProjectCreate():
+            if request.project_id is None:
+                return request.reference_id
+            return f"{request.project_id}/{request.project_id}"
+        case ProjectRename():
+            return f"{request.project_id}/{request.project_id}"
+    raise TypeError(f"not a request: {type(request).__name__}")

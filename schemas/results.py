@@ -1,0 +1,126 @@
+"""Result models: what the processor publishes for every request it processes.
+
+Amounts in results are decimal strings in asset units with exactly the asset's scale
+(a balance of 500 minor units of an asset with fractions=100 is ``"5.00"``).
+"""
+
+from datetime import datetime
+from typing import Annotated, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.amounts import DECIMAL_STRING_PATTERN
+from schemas.errors import ErrorCode
+from schemas.requests import Operation
+from schemas.states import CustomerStatus, EntryType, Status, WalletStatus
+
+__all__ = [
+    "AssetView",
+    "CustomerStatus",
+    "CustomerView",
+    "EntryType",
+    "EntryView",
+    "ErrorInfo",
+    "OperationView",
+    "ProjectView",
+    "Result",
+    "Status",
+    "TransactionView",
+    "WalletStatus",
+    "WalletView",
+]
+
+DecimalString = Annotated[str, Field(pattern=DECIMAL_STRING_PATTERN)]
+
+# A transaction's operations are echoed back as they were requested.
+OperationView = Operation
+
+
+class _View(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorInfo(_View):
+    code: ErrorCode
+    message: str
+    operation_index: int | None = None  # 0-based index of the failing operation
+
+
+class AssetView(_View):
+    project_id: str
+    asset_id: str
+    code: str
+    name: str
+    fractions: int
+    in_use: bool
+
+
+class ProjectView(_View):
+    project_id: str
+    name: str
+    created_at: datetime
+    # All assets of the project where the producer knows them (project.create: [];
+    # reads). None where it does not (a project.rename result from the processor).
+    assets: list[AssetView] | None = None
+
+
+class CustomerView(_View):
+    project_id: str
+    customer_id: str
+    name: str
+    description: str
+    status: CustomerStatus
+
+
+class WalletView(_View):
+    project_id: str
+    wallet_id: str
+    asset_id: str
+    customer_id: str | None  # None: a system wallet
+    name: str
+    description: str
+    status: WalletStatus
+    balance: DecimalString
+    created_at: datetime
+
+
+class EntryView(_View):
+    wallet_id: str
+    operation_index: int
+    type: EntryType
+    amount: DecimalString
+    balance_after: DecimalString
+
+
+class TransactionView(_View):
+    project_id: str
+    transaction_id: str
+    reference_id: str
+    description: str
+    status: Status
+    operations: list[OperationView]
+    entries: list[EntryView]  # empty for a Failed transaction
+    error: ErrorInfo | None = None
+    created_at: datetime
+
+
+class Result(_View):
+    """The outcome of one request. Published keyed by ``"{project_id}/{reference_id}"``."""
+
+    reference_id: str
+    project_id: str | None
+    type: str
+    status: Status
+    error: ErrorInfo | None = None
+    processed_at: datetime
+    project: ProjectView | None = None
+    asset: AssetView | None = None
+    customer: CustomerView | None = None
+    wallet: WalletView | None = None
+    wallets: list[WalletView] | None = None  # e.g. the wallets a customer.suspend suspended
+    transaction: TransactionView | None = None
+    # DuplicateReferenceId: the stored result of the first request with this reference ID.
+    original: Optional["Result"] = None
+
+
+Result.model_rebuild()

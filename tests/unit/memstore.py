@@ -1,0 +1,108 @@
+"""A dict-based stand-in for the storage layer: loads state per the loader contract in
+``processor.ledger.keys`` and applies a ``BatchOutcome`` the way storage writes it."""
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from processor.ledger import (
+    Asset,
+    BatchOutcome,
+    Customer,
+    EntryRecord,
+    LedgerState,
+    Project,
+    TransactionRecord,
+    Wallet,
+    apply_batch,
+    state_keys,
+)
+from schemas.requests import RequestAdapter, RequestModel
+from schemas.results import Result
+
+T0 = datetime(2025, 1, 1, tzinfo=UTC)
+
+
+def req(**fields: Any) -> RequestModel:
+    """Validate a request from keyword fields (``type=...`` included)."""
+    return RequestAdapter.validate_python(fields)
+
+
+@dataclass
+class MemoryStore:
+    projects: dict[str, Project] = field(default_factory=dict)
+    assets: dict[tuple[str, str], Asset] = field(default_factory=dict)
+    customers: dict[tuple[str, str], Customer] = field(default_factory=dict)
+    wallets: dict[tuple[str, str], Wallet] = field(default_factory=dict)
+    references: dict[tuple[str, str], Result] = field(default_factory=dict)
+    transactions: dict[tuple[str, str], TransactionRecord] = field(default_factory=dict)
+    entries: list[EntryRecord] = field(default_factory=list)
+    clock: datetime = T0
+
+    def load(self, requests: list[RequestModel]) -> LedgerState:
+        keys = state_keys(requests)
+        state = LedgerState()
+        for pid in keys.project_ids:
+            if pid in self.projects:
+                state.projects[pid] = self.projects[pid]
+        for key in keys.asset_keys:
+            if key in self.assets:
+                state.assets[key] = self.assets[key]
+        for key in keys.customer_keys:
+            if key in self.customers:
+                state.customers[key] = self.customers[key]
+        for key in keys.customers_with_wallets:
+            owned = sorted(k for k, w in self.wallets.items() if (w.project_id, w.customer_id) == key)
+            state.customer_wallets[key] = owned
+            for wkey in owned:
+                state.wallets[wkey] = self.wallets[wkey]
+        for key in keys.wallet_keys:
+            if key in self.wallets:
+                state.wallets[key] = self.wallets[key]
+        for wallet in list(state.wallets.values()):  # joins: each wallet's asset and owner
+            state.assets[(wallet.project_id, wallet.asset_id)] = self.assets[(wallet.project_id, wallet.asset_id)]
+            if wallet.customer_id is not None:
+                owner = self.customers.get((wallet.project_id, wallet.customer_id))
+                if owner is not None:
+                    state.customers[owner.project_id, owner.customer_id] = owner
+        for key in keys.reference_keys:
+            if key in self.references:
+                state.references[key] = self.references[key]
+        return state
+
+    def write(self, outcome: BatchOutcome) -> None:
+        for project in outcome.projects_upserted:
+            self.projects[project.project_id] = project
+        for key in outcome.assets_deleted:
+            del self.assets[key]
+        for asset in outcome.assets_upserted:
+            self.assets[asset.key] = asset
+        for key in outcome.customers_deleted:
+            del self.customers[key]
+        for customer in outcome.customers_upserted:
+            self.customers[customer.key] = customer
+        for wallet in outcome.wallets_upserted:
+            self.wallets[wallet.key] = wallet
+        for tx in outcome.transactions:
+            key = (tx.project_id, tx.transaction_id)
+            assert key not in self.transactions, "transaction IDs are unique"
+            self.transactions[key] = tx
+        self.entries.extend(outcome.entries)
+        for ref in outcome.references:
+            key = (ref.project_id, ref.reference_id)
+            assert key not in self.references, "a reference is spent once"
+            self.references[key] = ref.result
+
+    def run(self, requests: list[RequestModel]) -> list[Result]:
+        self.clock += timedelta(seconds=1)
+        state = self.load(requests)
+        outcome = apply_batch(requests=requests, state=state, now=self.clock)
+        assert len(outcome.results) == len(requests)
+        self.write(outcome)
+        return outcome.results
+
+    def run1(self, **fields: Any) -> Result:
+        return self.run([req(**fields)])[0]
+
+    def balance(self, project_id: str, wallet_id: str) -> int:
+        return self.wallets[(project_id, wallet_id)].balance

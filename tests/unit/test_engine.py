@@ -1,0 +1,496 @@
+"""The ledger engine, example by example: the seeds' W1/W2 case and every error code."""
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from processor.ledger import (
+    Wallet,
+    apply_batch,
+    derive_entity_id,
+    derive_transaction_id,
+    state_keys,
+)
+from schemas.errors import ErrorCode
+from schemas.limits import MAX_BALANCE_MINOR
+from schemas.results import Result
+from schemas.states import CustomerStatus, EntryType, Status, WalletStatus
+
+from .memstore import MemoryStore, req
+
+P = "p1"
+
+
+def issue(wallet: str, amount: Any) -> dict[str, Any]:
+    return {"type": "Issue", "wallet_id": wallet, "amount": amount}
+
+
+def redeem(wallet: str, amount: Any) -> dict[str, Any]:
+    return {"type": "Redeem", "wallet_id": wallet, "amount": amount}
+
+
+def transfer(source: str, target: str, amount: Any) -> dict[str, Any]:
+    return {"type": "Transfer", "from_wallet_id": source, "to_wallet_id": target, "amount": amount}
+
+
+class Ledger:
+    """A MemoryStore with a fresh reference ID per call."""
+
+    def __init__(self) -> None:
+        self.store = MemoryStore()
+        self.counter = 0
+
+    def __call__(self, type_: str, *, reference_id: str | None = None, **fields: Any) -> Result:
+        self.counter += 1
+        fields.setdefault("project_id", P)
+        return self.store.run1(type=type_, reference_id=reference_id or f"r{self.counter}", **fields)
+
+    def tx(self, *operations: dict[str, Any], **fields: Any) -> Result:
+        return self("transaction.run", operations=list(operations), **fields)
+
+    def balance(self, wallet: str) -> int:
+        return self.store.balance(P, wallet)
+
+    def status(self, wallet: str) -> WalletStatus:
+        return self.store.wallets[(P, wallet)].status
+
+
+def ok(result: Result) -> Result:
+    assert result.status == Status.Completed, result.error
+    assert result.error is None
+    return result
+
+
+def failed(result: Result, code: ErrorCode, operation_index: int | None = None) -> Result:
+    assert result.status == Status.Failed
+    assert result.error is not None
+    assert result.error.code == code, result.error
+    assert result.error.operation_index == operation_index
+    return result
+
+
+@pytest.fixture
+def ledger() -> Ledger:
+    ledger = Ledger()
+    ok(ledger("project.create", name="Project"))
+    ok(ledger("asset.create", asset_id="pts", code="PTS", name="Points", fractions=1))
+    ok(ledger("asset.create", asset_id="usd", code="USD", name="Dollar", fractions=100))
+    ok(ledger("customer.upsert", customer_id="ann"))
+    ok(ledger("wallet.open", customer_id="ann", asset_id="pts", wallet_id="W1"))
+    ok(ledger("wallet.open", customer_id="ann", asset_id="pts", wallet_id="W2"))
+    ok(ledger("system_wallet.open", asset_id="usd", wallet_id="U1"))
+    ok(ledger("system_wallet.open", asset_id="usd", wallet_id="U2"))
+    return ledger
+
+
+# --- the seeds' example -------------------------------------------------------------------
+
+
+def test_seed_example_transfer_before_issue_fails_and_changes_nothing(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("W1", 5), issue("W2", 7)))
+    entries_before = len(ledger.store.entries)
+    result = failed(ledger.tx(transfer("W1", "W2", 11), issue("W1", 6)), ErrorCode.InsufficientFunds, 0)
+    assert (ledger.balance("W1"), ledger.balance("W2")) == (5, 7)
+    assert len(ledger.store.entries) == entries_before
+    assert result.transaction is not None
+    assert result.transaction.status == Status.Failed
+    assert result.transaction.entries == []
+    assert result.transaction.error == result.error
+    record = ledger.store.transactions[(P, result.transaction.transaction_id)]
+    assert record.status == Status.Failed and record.error is not None
+    assert record.error.operation_index == 0
+
+
+def test_seed_example_issue_before_transfer_completes(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("W1", 5), issue("W2", 7)))
+    result = ok(ledger.tx(issue("W1", 6), transfer("W1", "W2", 11)))
+    assert (ledger.balance("W1"), ledger.balance("W2")) == (0, 18)
+    assert result.transaction is not None
+    entries = [(e.wallet_id, e.operation_index, e.type, e.amount, e.balance_after) for e in result.transaction.entries]
+    assert entries == [
+        ("W1", 0, EntryType.Issue, "6", "11"),
+        ("W1", 1, EntryType.Debit, "11", "0"),
+        ("W2", 1, EntryType.Credit, "11", "18"),
+    ]
+    stored = [(e.wallet_id, e.entry_type, e.amount, e.balance_after) for e in ledger.store.entries[-3:]]
+    assert stored == [("W1", EntryType.Issue, 6, 11), ("W1", EntryType.Debit, 11, 0), ("W2", EntryType.Credit, 11, 18)]
+
+
+def test_amounts_formatted_with_asset_scale(ledger: Ledger) -> None:
+    result = ok(ledger.tx(issue("U1", "5"), transfer("U1", "U2", "0.5")))
+    assert result.transaction is not None
+    assert [(e.amount, e.balance_after) for e in result.transaction.entries] == [
+        ("5.00", "5.00"),
+        ("0.50", "4.50"),
+        ("0.50", "0.50"),
+    ]
+    assert ledger.balance("U1") == 450
+    view = ok(ledger("wallet.rename", wallet_id="U1", name="x")).wallet
+    assert view is not None and view.balance == "4.50"
+
+
+def test_redeem(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U1", "1.00")))
+    failed(ledger.tx(redeem("U1", "1.01")), ErrorCode.InsufficientFunds, 0)
+    ok(ledger.tx(redeem("U1", "0.25")))
+    assert ledger.balance("U1") == 75
+    assert ledger.store.entries[-1].entry_type == EntryType.Redeem
+
+
+# --- reference IDs ----------------------------------------------------------------------
+
+
+def test_duplicate_reference_id_changes_nothing_and_returns_original(ledger: Ledger) -> None:
+    first = ok(ledger.tx(issue("W1", 5), reference_id="pay-1"))
+    again = failed(ledger.tx(issue("W1", 5), reference_id="pay-1"), ErrorCode.DuplicateReferenceId)
+    assert again.original == first
+    assert ledger.balance("W1") == 5
+    # unique across request types too
+    other = failed(ledger("wallet.rename", wallet_id="W1", name="n", reference_id="pay-1"), ErrorCode.DuplicateReferenceId)
+    assert other.original == first
+    assert ledger.store.wallets[(P, "W1")].name == ""
+
+
+def test_failed_requests_spend_their_reference(ledger: Ledger) -> None:
+    first = failed(ledger("wallet.rename", wallet_id="nope", name="n", reference_id="x"), ErrorCode.WalletNotFound)
+    assert failed(ledger("wallet.rename", wallet_id="W1", name="n", reference_id="x"), ErrorCode.DuplicateReferenceId).original == first
+
+
+def test_project_not_found_does_not_spend_reference(ledger: Ledger) -> None:
+    failed(ledger("asset.create", project_id="ghost", asset_id="a", code="A", name="A", reference_id="x"), ErrorCode.ProjectNotFound)
+    assert ("ghost", "x") not in ledger.store.references
+    ok(ledger("project.create", project_id="ghost", name="G", reference_id="y"))
+    ok(ledger("asset.create", project_id="ghost", asset_id="a", code="A", name="A", reference_id="x"))
+
+
+def test_duplicates_within_one_batch(ledger: Ledger) -> None:
+    requests = [req(type="transaction.run", project_id=P, reference_id="same", operations=[issue("W1", 1)])] * 3
+    results = ledger.store.run(requests)
+    assert [r.status for r in results] == [Status.Completed, Status.Failed, Status.Failed]
+    assert results[1].original == results[0]
+    assert ledger.balance("W1") == 1
+
+
+def test_reference_ids_are_per_project(ledger: Ledger) -> None:
+    ok(ledger("project.create", project_id="p2", name="Two", reference_id="shared"))
+    ok(ledger("asset.create", project_id="p2", asset_id="a", code="A", name="A", reference_id="shared2"))
+    ok(ledger("asset.create", project_id=P, asset_id="a", code="A", name="A", reference_id="shared2"))
+
+
+# --- derived IDs --------------------------------------------------------------------------
+
+
+def test_generated_ids_are_derived_and_stable() -> None:
+    ledger = Ledger()
+    project = ok(ledger("project.create", project_id=None, name="P", reference_id="mk")).project
+    assert project is not None
+    expected = derive_entity_id(kind="project", project_id="", reference_id="mk")
+    assert project.project_id == expected and len(expected) == 26
+    # redelivery: same derived ID, so the same reference key -> DuplicateReferenceId
+    again = failed(ledger("project.create", project_id=None, name="P", reference_id="mk"), ErrorCode.DuplicateReferenceId)
+    assert again.project_id == expected
+    asset = ok(ledger("asset.create", project_id=expected, code="C", name="C", reference_id="a")).asset
+    assert asset is not None
+    assert asset.asset_id == derive_entity_id(kind="asset", project_id=expected, reference_id="a")
+    wallet = ok(ledger("system_wallet.open", project_id=expected, asset_id=asset.asset_id, reference_id="w")).wallet
+    assert wallet is not None
+    assert wallet.wallet_id == derive_entity_id(kind="wallet", project_id=expected, reference_id="w")
+    tx = ok(ledger.tx(issue(wallet.wallet_id, 1), project_id=expected, reference_id="t")).transaction
+    assert tx is not None
+    assert tx.transaction_id == derive_transaction_id(project_id=expected, reference_id="t")
+    # the derived IDs satisfy the client ID rules
+    req(type="wallet.rename", project_id=expected, reference_id="z", wallet_id=wallet.wallet_id, name="n")
+    req(type="asset.rename", project_id=expected, reference_id="z", asset_id=asset.asset_id, name="n")
+
+
+def test_apply_batch_does_not_mutate_state_and_is_deterministic(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("W1", 5)))
+    requests = [
+        req(type="transaction.run", project_id=P, reference_id="t1", operations=[transfer("W1", "W2", 2)]),
+        req(type="customer.suspend", project_id=P, customer_id="ann", reference_id="t2"),
+        req(type="system_wallet.open", project_id=P, asset_id="usd", reference_id="t3"),
+    ]
+    state = ledger.store.load(requests)
+    snapshot = {k: (w.balance, w.status) for k, w in state.wallets.items()}
+    now = datetime(2030, 1, 1, tzinfo=UTC)
+    one = apply_batch(requests=requests, state=state, now=now)
+    two = apply_batch(requests=requests, state=state, now=now)
+    assert {k: (w.balance, w.status) for k, w in state.wallets.items()} == snapshot
+    assert state.references == {}
+    assert one.results == two.results
+    assert one.entries == two.entries
+    assert one.wallets_upserted == two.wallets_upserted
+
+
+# --- results serialize to the contract ----------------------------------------------------
+
+
+def test_results_round_trip_through_json(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("W1", 5)))
+    results = [
+        ledger.tx(transfer("W1", "W2", 2), description="d"),
+        ledger.tx(transfer("W1", "W2", 200)),
+        ledger("customer.suspend", customer_id="ann"),
+        ledger("project.rename", name="x"),
+        ledger("wallet.rename", wallet_id="W1", name="x", reference_id="r1"),
+    ]
+    for result in results:
+        assert Result.model_validate_json(result.model_dump_json()) == result
+
+
+# --- every error code the engine can produce ------------------------------------------------
+
+
+def test_project_errors(ledger: Ledger) -> None:
+    failed(ledger("project.create", project_id=P, name="again"), ErrorCode.ProjectAlreadyExists)
+    failed(ledger("project.rename", project_id="nope", name="x"), ErrorCode.ProjectNotFound)
+    renamed = ok(ledger("project.rename", name="New"))
+    assert renamed.project is not None and renamed.project.name == "New"
+    assert ledger.store.projects[P].name == "New"
+
+
+def test_asset_errors(ledger: Ledger) -> None:
+    failed(ledger("asset.create", asset_id="pts", code="X", name="X"), ErrorCode.AssetAlreadyExists)
+    failed(ledger("asset.rename", asset_id="nope", name="X"), ErrorCode.AssetNotFound)
+    failed(ledger("asset.delete", asset_id="nope"), ErrorCode.AssetNotFound)
+    failed(ledger("asset.delete", asset_id="pts"), ErrorCode.AssetInUse)
+    ok(ledger("asset.create", asset_id="eur", code="EUR", name="Euro"))
+    ok(ledger("asset.rename", asset_id="eur", name="Euro!"))
+    ok(ledger("asset.delete", asset_id="eur"))
+    assert (P, "eur") not in ledger.store.assets
+
+
+def test_asset_in_use_is_sticky(ledger: Ledger) -> None:
+    ok(ledger("asset.create", asset_id="eur", code="EUR", name="Euro"))
+    ok(ledger("system_wallet.open", asset_id="eur", wallet_id="E"))
+    assert ledger.store.assets[(P, "eur")].in_use
+    ok(ledger("wallet.set_status", wallet_id="E", status="Closed"))
+    failed(ledger("asset.delete", asset_id="eur"), ErrorCode.AssetInUse)
+
+
+def test_customer_upsert_inserts_then_updates_given_fields(ledger: Ledger) -> None:
+    created = ok(ledger("customer.upsert", customer_id="bob", name="Bob", description="d")).customer
+    assert created is not None and created.status == CustomerStatus.Active
+    ok(ledger("customer.suspend", customer_id="bob"))
+    updated = ok(ledger("customer.upsert", customer_id="bob", name="Robert")).customer
+    assert updated is not None
+    assert (updated.name, updated.description, updated.status) == ("Robert", "d", CustomerStatus.Suspended)
+
+
+def test_customer_errors(ledger: Ledger) -> None:
+    for type_ in ["customer.suspend", "customer.resume", "customer.delete"]:
+        failed(ledger(type_, customer_id="nobody"), ErrorCode.CustomerNotFound)
+    failed(ledger("customer.delete", customer_id="ann"), ErrorCode.CustomerHasOpenWallets)
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Closed"))
+    ok(ledger("wallet.set_status", wallet_id="W2", status="Suspended"))
+    failed(ledger("customer.delete", customer_id="ann"), ErrorCode.CustomerHasOpenWallets)
+    ok(ledger("wallet.set_status", wallet_id="W2", status="Closed"))
+    ok(ledger("customer.delete", customer_id="ann"))
+    assert (P, "ann") not in ledger.store.customers
+    assert ledger.store.wallets[(P, "W1")].customer_id == "ann"  # closed wallets keep their history
+    failed(ledger("wallet.open", customer_id="ann", asset_id="pts"), ErrorCode.CustomerNotFound)
+
+
+def test_customer_suspend_suspends_open_wallets_and_resume_does_not_reopen(ledger: Ledger) -> None:
+    ok(ledger("wallet.set_status", wallet_id="W2", status="Closed"))
+    result = ok(ledger("customer.suspend", customer_id="ann"))
+    assert result.customer is not None and result.customer.status == CustomerStatus.Suspended
+    assert [w.wallet_id for w in result.wallets or []] == ["W1"]
+    assert (ledger.status("W1"), ledger.status("W2")) == (WalletStatus.Suspended, WalletStatus.Closed)
+    failed(ledger("wallet.open", customer_id="ann", asset_id="pts"), ErrorCode.CustomerSuspended)
+    failed(ledger("wallet.set_status", wallet_id="W1", status="Open"), ErrorCode.CustomerSuspended)
+    ok(ledger("customer.resume", customer_id="ann"))
+    assert ledger.status("W1") == WalletStatus.Suspended
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Open"))
+
+
+def test_wallet_open_errors(ledger: Ledger) -> None:
+    failed(ledger("wallet.open", customer_id="ann", asset_id="nope"), ErrorCode.AssetNotFound)
+    failed(ledger("system_wallet.open", asset_id="nope"), ErrorCode.AssetNotFound)
+    failed(ledger("wallet.open", customer_id="nobody", asset_id="pts"), ErrorCode.CustomerNotFound)
+    failed(ledger("wallet.open", customer_id="ann", asset_id="pts", wallet_id="W1"), ErrorCode.WalletAlreadyExists)
+    failed(ledger("system_wallet.open", asset_id="pts", wallet_id="W1"), ErrorCode.WalletAlreadyExists)
+    opened = ok(ledger("wallet.open", customer_id="ann", asset_id="usd", name="n", description="d")).wallet
+    assert opened is not None
+    assert (opened.status, opened.balance, opened.customer_id, opened.name) == (WalletStatus.Open, "0.00", "ann", "n")
+
+
+def test_wallet_status_errors(ledger: Ledger) -> None:
+    failed(ledger("wallet.set_status", wallet_id="nope", status="Closed"), ErrorCode.WalletNotFound)
+    failed(ledger("wallet.rename", wallet_id="nope", name="x"), ErrorCode.WalletNotFound)
+    failed(ledger("wallet.set_description", wallet_id="nope", description="x"), ErrorCode.WalletNotFound)
+    ok(ledger.tx(issue("W1", 1)))
+    failed(ledger("wallet.set_status", wallet_id="W1", status="Closed"), ErrorCode.WalletNotEmpty)
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Suspended"))
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Suspended"))  # same status: no-op
+    failed(ledger("wallet.set_status", wallet_id="W1", status="Closed"), ErrorCode.WalletNotEmpty)
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Open"))
+    ok(ledger.tx(redeem("W1", 1)))
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Closed"))
+    failed(ledger("wallet.set_status", wallet_id="W1", status="Open"), ErrorCode.WalletClosed)
+    failed(ledger("wallet.set_status", wallet_id="W1", status="Suspended"), ErrorCode.WalletClosed)
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Closed"))  # same status: no-op
+    # metadata stays editable on a closed wallet
+    ok(ledger("wallet.rename", wallet_id="W1", name="old"))
+    ok(ledger("wallet.set_description", wallet_id="W1", description="closed in 2025"))
+    assert ledger.store.wallets[(P, "W1")].description == "closed in 2025"
+
+
+def test_transaction_wallet_errors(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("W1", 5), issue("U1", 5)))
+    failed(ledger.tx(issue("W1", 1), issue("nope", 1)), ErrorCode.WalletNotFound, 1)
+    failed(ledger.tx(transfer("W1", "nope", 1)), ErrorCode.WalletNotFound, 0)
+    failed(ledger.tx(transfer("W1", "U1", 1)), ErrorCode.AssetMismatch, 0)
+    ok(ledger("wallet.set_status", wallet_id="W2", status="Suspended"))
+    failed(ledger.tx(issue("W1", 1), transfer("W1", "W2", 1)), ErrorCode.WalletNotOpen, 1)
+    failed(ledger.tx(redeem("W2", 1)), ErrorCode.WalletNotOpen, 0)
+    ok(ledger("wallet.set_status", wallet_id="W2", status="Closed"))
+    failed(ledger.tx(issue("W2", 1)), ErrorCode.WalletClosed, 0)
+    failed(ledger.tx(transfer("W2", "W1", 1)), ErrorCode.WalletClosed, 0)
+    assert (ledger.balance("W1"), ledger.balance("U1")) == (5, 500)
+
+
+def test_transaction_scale_validation(ledger: Ledger) -> None:
+    failed(ledger.tx(issue("U1", "1.00"), issue("U1", "0.001")), ErrorCode.ValidationError, 1)
+    failed(ledger.tx(issue("W1", "0.5")), ErrorCode.ValidationError, 0)
+    ok(ledger.tx(issue("W1", "2.000")))
+    assert ledger.balance("W1") == 2 and ledger.balance("U1") == 0
+
+
+def test_balance_limit(ledger: Ledger) -> None:
+    ok(ledger("asset.create", asset_id="wei", code="WEI", name="Wei", fractions=10**18))
+    ok(ledger("system_wallet.open", asset_id="wei", wallet_id="E"))
+    half = "5" + "0" * 19  # 5e19 units = 5e37 minor units
+    failed(ledger.tx(issue("E", half), issue("E", half)), ErrorCode.BalanceLimitExceeded, 1)
+    assert ledger.balance("E") == 0
+    ok(ledger.tx(issue("E", half), issue("E", "4" + "9" * 19)))
+    assert ledger.balance("E") == 10**38 - 10**18
+
+
+def test_balance_limit_on_transfer_and_issue() -> None:
+    ledger = Ledger()
+    ok(ledger("project.create", name="P"))
+    ok(ledger("asset.create", asset_id="a", code="A", name="A", fractions=1))
+    ok(ledger("system_wallet.open", asset_id="a", wallet_id="x"))
+    ok(ledger("system_wallet.open", asset_id="a", wallet_id="y"))
+    store = ledger.store
+    for key in [(P, "x"), (P, "y")]:  # no 30-digit amount reaches the limit: seed the balances
+        w = store.wallets[key]
+        store.wallets[key] = Wallet(**{**{f: getattr(w, f) for f in w.__slots__}, "balance": MAX_BALANCE_MINOR})
+    failed(ledger.tx(issue("x", 1)), ErrorCode.BalanceLimitExceeded, 0)
+    failed(ledger.tx(redeem("x", 1), transfer("x", "y", 1)), ErrorCode.BalanceLimitExceeded, 1)
+    ok(ledger.tx(redeem("y", 5), transfer("x", "y", 5)))
+    assert store.balance(P, "y") == MAX_BALANCE_MINOR
+
+
+def test_unexpected_exception_fails_one_request_with_internal_error(ledger: Ledger) -> None:
+    requests = [
+        req(type="transaction.run", project_id=P, reference_id="a", operations=[issue("W1", 3)]),
+        req(type="customer.suspend", project_id=P, customer_id="ann", reference_id="b"),
+        req(type="transaction.run", project_id=P, reference_id="c", operations=[issue("U1", 3)]),
+    ]
+    state = ledger.store.load(requests)
+    del state.customer_wallets[(P, "ann")]  # a loader bug
+    outcome = apply_batch(requests=requests, state=state, now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert [r.status for r in outcome.results] == [Status.Completed, Status.Failed, Status.Completed]
+    failed(outcome.results[1], ErrorCode.InternalError)
+    assert [r.reference_id for r in outcome.references] == ["a", "c"]  # InternalError spends nothing
+    assert [(i, type(e)) for i, e in outcome.faults] == [(1, KeyError)]
+    assert outcome.customers_upserted == []
+    assert {w.wallet_id for w in outcome.wallets_upserted} == {"W1", "U1"}
+
+
+def test_internal_error_mid_request_rolls_back_its_changes(ledger: Ledger) -> None:
+    ok(ledger("customer.upsert", customer_id="bob"))
+    ok(ledger("wallet.open", customer_id="bob", asset_id="pts", wallet_id="B1"))
+    ok(ledger("wallet.open", customer_id="bob", asset_id="pts", wallet_id="B2"))
+    requests = [req(type="customer.suspend", project_id=P, customer_id="bob", reference_id="s")]
+    state = ledger.store.load(requests)
+    del state.assets[(P, "pts")]  # the view of the first suspended wallet raises after its put
+    outcome = apply_batch(requests=requests, state=state, now=datetime(2030, 1, 1, tzinfo=UTC))
+    failed(outcome.results[0], ErrorCode.InternalError)
+    assert outcome.wallets_upserted == [] and outcome.customers_upserted == [] and outcome.references == []
+
+
+# --- change set -----------------------------------------------------------------------------
+
+
+def test_change_set_lists_each_changed_wallet_once(ledger: Ledger) -> None:
+    requests = [
+        req(type="transaction.run", project_id=P, reference_id=f"t{i}", operations=[issue("W1", 1), transfer("W1", "W2", 1)])
+        for i in range(5)
+    ]
+    outcome = apply_batch(requests=requests, state=ledger.store.load(requests), now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert [w.wallet_id for w in outcome.wallets_upserted] == ["W1", "W2"]
+    assert [w.balance for w in outcome.wallets_upserted] == [0, 5]
+    assert len(outcome.entries) == 15 and len(outcome.transactions) == 5 and len(outcome.references) == 5
+
+
+def test_create_and_delete_in_one_batch_nets_out(ledger: Ledger) -> None:
+    requests = [
+        req(type="asset.create", project_id=P, reference_id="a1", asset_id="tmp", code="T", name="T"),
+        req(type="asset.delete", project_id=P, reference_id="a2", asset_id="tmp"),
+        req(type="asset.delete", project_id=P, reference_id="a3", asset_id="usd"),
+        req(type="customer.upsert", project_id=P, reference_id="c1", customer_id="zed"),
+        req(type="customer.delete", project_id=P, reference_id="c2", customer_id="zed"),
+    ]
+    outcome = apply_batch(requests=requests, state=ledger.store.load(requests), now=datetime(2030, 1, 1, tzinfo=UTC))
+    assert [r.status for r in outcome.results] == [Status.Completed, Status.Completed, Status.Failed, Status.Completed, Status.Completed]
+    assert outcome.assets_upserted == [] and outcome.assets_deleted == []
+    assert outcome.customers_upserted == [] and outcome.customers_deleted == []
+
+
+def test_wallet_opened_in_batch_blocks_customer_delete_in_same_batch(ledger: Ledger) -> None:
+    results = ledger.store.run(
+        [
+            req(type="customer.upsert", project_id=P, reference_id="c1", customer_id="new"),
+            req(type="wallet.open", project_id=P, reference_id="c2", customer_id="new", asset_id="pts"),
+            req(type="customer.delete", project_id=P, reference_id="c3", customer_id="new"),
+            req(type="customer.suspend", project_id=P, reference_id="c4", customer_id="new"),
+        ]
+    )
+    assert [r.status for r in results] == [Status.Completed, Status.Completed, Status.Failed, Status.Completed]
+    failed(results[2], ErrorCode.CustomerHasOpenWallets)
+    assert [w.status for w in results[3].wallets or []] == [WalletStatus.Suspended]
+
+
+# --- keys -------------------------------------------------------------------------------------
+
+
+def test_state_keys() -> None:
+    requests = [
+        req(type="project.create", reference_id="r0", name="P"),
+        req(type="transaction.run", project_id=P, reference_id="r1", operations=[transfer("b", "a", 1), issue("c", 1)]),
+        req(type="wallet.open", project_id=P, reference_id="r2", customer_id="ann", asset_id="usd"),
+        req(type="customer.delete", project_id=P, reference_id="r3", customer_id="bob"),
+        req(type="customer.resume", project_id=P, reference_id="r4", customer_id="cid"),
+        req(type="asset.delete", project_id="p2", reference_id="r5", asset_id="eur"),
+        req(type="wallet.set_status", project_id=P, reference_id="r6", wallet_id="z", status="Open"),
+    ]
+    keys = state_keys(requests)
+    derived_project = derive_entity_id(kind="project", project_id="", reference_id="r0")
+    derived_wallet = derive_entity_id(kind="wallet", project_id=P, reference_id="r2")
+    assert keys.project_ids == tuple(sorted([derived_project, P, "p2"]))
+    assert keys.wallet_keys == tuple(sorted([(P, "a"), (P, "b"), (P, "c"), (P, derived_wallet), (P, "z")]))
+    assert keys.locked_asset_keys == ((P, "usd"), ("p2", "eur"))
+    assert keys.asset_keys == keys.locked_asset_keys
+    assert keys.locked_customer_keys == ((P, "ann"), (P, "bob"), (P, "cid"))
+    assert keys.customer_keys == keys.locked_customer_keys
+    assert keys.customers_with_wallets == ((P, "bob"),)
+    assert keys.locked_project_ids == (derived_project,)
+    assert (derived_project, "r0") in keys.reference_keys and ("p2", "r5") in keys.reference_keys
+    assert len(keys.reference_keys) == 7
+
+
+def test_hot_path_wallet_copy_keeps_every_field() -> None:
+    from dataclasses import fields, replace
+
+    from processor.ledger.engine import _with_balance
+
+    wallet = Wallet(
+        project_id="p", wallet_id="w", asset_id="a", customer_id="c", name="n", description="d",
+        status=WalletStatus.Suspended, balance=3, created_at=datetime(2030, 1, 1, tzinfo=UTC),
+    )
+    assert _with_balance(wallet, 9) == replace(wallet, balance=9)
+    assert len(fields(Wallet)) == 9  # a new field must be added to _with_balance too
