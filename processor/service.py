@@ -24,6 +24,7 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from psycopg import errors as pg_errors
 
+from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.keys import request_project_id, state_keys
 from processor.storage.unit_of_work import Source, UnitOfWork
@@ -121,7 +122,9 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
             spenders.setdefault(key, (item.record.topic, item.record.partition, item.record.offset))
         uow.write(outcome, sources=spenders, now=now)
         uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets(records), now=now)
+        failpoint("before_db_commit")
         uow.commit()
+        failpoint("after_db_commit")
         stored_sources = uow.reference_sources
 
     results = iter(outcome.results)

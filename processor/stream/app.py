@@ -26,6 +26,7 @@ from aiokafka.errors import KafkaError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 
+from processor.failpoints import failpoint
 from processor.service import BatchReport, process_batch
 from processor.settings import ProcessorSettings
 from processor.storage.unit_of_work import UnitOfWork
@@ -152,6 +153,7 @@ class Processor:
             retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError),
         )
         await until_it_works("publishing results", lambda: self.publish(report), retry_on=(KafkaError, OSError))
+        failpoint("after_publish")
         self.batches += 1
         # Returning acks the batch: FastStream commits the consumer's offsets to Kafka.
 

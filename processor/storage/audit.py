@@ -1,0 +1,93 @@
+"""Ledger audit: the invariants checked against what PostgreSQL holds, after any amount of traffic.
+
+Used by the crash tests and at the end of every benchmark. Each check returns the offending
+rows; an empty report is a consistent ledger.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import sqlalchemy as sa
+
+# Balance of each wallet vs. the signed sum of its entries, and vs. its last entry's balance_after.
+WALLET_MISMATCHES = sa.text(
+    """
+    SELECT w.project_id, w.wallet_id, w.balance,
+           COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END), 0) AS entries_sum
+    FROM wallets w LEFT JOIN wallet_entries e ON e.project_id = w.project_id AND e.wallet_id = w.wallet_id
+    WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id)
+    GROUP BY w.project_id, w.wallet_id, w.balance
+    HAVING w.balance <> COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END), 0)
+    """
+)
+LAST_ENTRY_MISMATCHES = sa.text(
+    """
+    SELECT w.project_id, w.wallet_id, w.balance, last.balance_after
+    FROM wallets w
+    JOIN LATERAL (
+        SELECT balance_after FROM wallet_entries e
+        WHERE e.project_id = w.project_id AND e.wallet_id = w.wallet_id
+        ORDER BY e.entry_id DESC LIMIT 1
+    ) last ON true
+    WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id) AND last.balance_after <> w.balance
+    """
+)
+# Per asset: the sum of balances equals everything issued minus everything redeemed.
+ASSET_MISMATCHES = sa.text(
+    """
+    WITH balances AS (
+        SELECT project_id, asset_id, SUM(balance) AS total FROM wallets
+        WHERE (CAST(:project_id AS text) IS NULL OR project_id = :project_id) GROUP BY project_id, asset_id
+    ), flows AS (
+        SELECT w.project_id, w.asset_id,
+               SUM(CASE WHEN e.entry_type = 'Issue' THEN e.amount ELSE 0 END)
+             - SUM(CASE WHEN e.entry_type = 'Redeem' THEN e.amount ELSE 0 END) AS net
+        FROM wallet_entries e JOIN wallets w ON w.project_id = e.project_id AND w.wallet_id = e.wallet_id
+        WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id)
+        GROUP BY w.project_id, w.asset_id
+    )
+    SELECT b.project_id, b.asset_id, b.total, COALESCE(f.net, 0) AS net
+    FROM balances b LEFT JOIN flows f USING (project_id, asset_id)
+    WHERE b.total <> COALESCE(f.net, 0)
+    """
+)
+NEGATIVE_BALANCES = sa.text("SELECT project_id, wallet_id, balance FROM wallets WHERE balance < 0 AND (CAST(:project_id AS text) IS NULL OR project_id = :project_id)")
+# A transaction's entries appear once: completed transactions have entries, failed ones none.
+FAILED_WITH_ENTRIES = sa.text(
+    """
+    SELECT t.project_id, t.transaction_id FROM transactions t
+    WHERE t.status = 'Failed' AND (CAST(:project_id AS text) IS NULL OR t.project_id = :project_id)
+      AND EXISTS (SELECT 1 FROM wallet_entries e WHERE e.project_id = t.project_id AND e.transaction_id = t.transaction_id)
+    """
+)
+
+
+@dataclass(kw_only=True)
+class AuditReport:
+    wallet_mismatches: list[tuple] = field(default_factory=list)
+    last_entry_mismatches: list[tuple] = field(default_factory=list)
+    asset_mismatches: list[tuple] = field(default_factory=list)
+    negative_balances: list[tuple] = field(default_factory=list)
+    failed_with_entries: list[tuple] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not (
+            self.wallet_mismatches or self.last_entry_mismatches or self.asset_mismatches or self.negative_balances or self.failed_with_entries
+        )
+
+
+def audit_ledger(engine: sa.Engine, *, project_id: str | None = None) -> AuditReport:
+    params = {"project_id": project_id}
+    with engine.connect() as connection:
+        def rows(query: sa.TextClause) -> list[tuple]:
+            return [tuple(row) for row in connection.execute(query, params)]
+
+        return AuditReport(
+            wallet_mismatches=rows(WALLET_MISMATCHES),
+            last_entry_mismatches=rows(LAST_ENTRY_MISMATCHES),
+            asset_mismatches=rows(ASSET_MISMATCHES),
+            negative_balances=rows(NEGATIVE_BALANCES),
+            failed_with_entries=rows(FAILED_WITH_ENTRIES),
+        )
