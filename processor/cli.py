@@ -119,6 +119,12 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=tail)
     p = commands.add_parser("migrate", help="migrate the database to the latest schema")
     p.set_defaults(func=migrate)
+    from processor.ingest import register as register_ingest
+
+    register_ingest(commands)
+    from processor.gateway.cli import add_commands as register_gateway
+
+    register_gateway(commands)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.WARNING)

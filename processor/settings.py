@@ -19,7 +19,7 @@ class SettingsError(RuntimeError):
 
 
 class DatabaseSettings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore", populate_by_name=True)
 
     database_url: str = Field(
         validation_alias=AliasChoices("DATABASE_URL", "CLOUDWALLET_DATABASE_URL"),

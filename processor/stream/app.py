@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiokafka import ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 
@@ -37,6 +37,8 @@ log = logging.getLogger("processor")
 
 T = TypeVar("T")
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+MAX_PUBLISH_BYTES = 16 * 1024 * 1024
 
 # Headers: a client's correlation ID is echoed; reply_to names another result topic.
 CORRELATION_HEADER = "correlation_id"
@@ -54,13 +56,28 @@ def source_record(record: Any) -> SourceRecord:
     )
 
 
-async def until_it_works(what: str, action: Callable[[], Awaitable[T]], *, retry_on: tuple[type[BaseException], ...]) -> T:
-    """Run `action` until it succeeds, waiting longer between tries: an outage pauses, never skips."""
+def database_unavailable(error: BaseException) -> bool:
+    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError))
+
+
+def broker_unavailable(error: BaseException) -> bool:
+    if isinstance(error, (KafkaConnectionError, KafkaTimeoutError, OSError, asyncio.TimeoutError)):
+        return True
+    return isinstance(error, KafkaError) and bool(getattr(error, "retriable", False))
+
+
+async def until_it_works(what: str, action: Callable[[], Awaitable[T]], *, retry_if: Callable[[BaseException], bool]) -> T:
+    """Run `action` until it succeeds, waiting longer between tries: an outage pauses, never skips.
+
+    Errors `retry_if` does not accept propagate: the batch is rewound and comes again.
+    """
     attempt = 0
     while True:
         try:
             return await action()
-        except retry_on as error:
+        except Exception as error:
+            if not retry_if(error):
+                raise
             delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
             attempt += 1
             log.warning("%s failed (%s: %s); retrying in %.2fs (attempt %d)", what, type(error).__name__, error, delay, attempt)
@@ -116,6 +133,8 @@ class Processor:
             acks="all",
             enable_idempotence=True,
             linger_ms=2,
+            # Room for a dead letter as large as any record the broker accepted.
+            max_request_size=MAX_PUBLISH_BYTES,
             graceful_timeout=30.0,
             client_id="cloudwallet-processor",
         )
@@ -150,9 +169,9 @@ class Processor:
                 consumer_group=self.settings.consumer_group,
                 max_request_bytes=self.settings.max_request_bytes,
             ),
-            retry_on=(sa.exc.OperationalError, sa.exc.InterfaceError),
+            retry_if=database_unavailable,
         )
-        await until_it_works("publishing results", lambda: self.publish(report), retry_on=(KafkaError, OSError))
+        await until_it_works("publishing results", lambda: self.publish(report), retry_if=broker_unavailable)
         failpoint("after_publish")
         self.batches += 1
         # Returning acks the batch: FastStream commits the consumer's offsets to Kafka.

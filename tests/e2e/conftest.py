@@ -149,6 +149,8 @@ def processors(topology: Topology, tmp_path: Path) -> Iterator:
     for process in started:
         if process.alive:
             process.kill()
+        # Shown by pytest only when the test failed.
+        print(f"--- {process.log_path.name} (last lines) ---\n" + "\n".join(process.log().splitlines()[-40:]))
 
 
 @pytest_asyncio.fixture(loop_scope="session")
@@ -164,22 +166,3 @@ def db(database_url: str) -> Iterator[sa.Engine]:
     engine = sa.create_engine(database_url)
     yield engine
     engine.dispose()
-
-
-async def collect_results(*, topology: Topology, count: int, timeout: float = 60) -> list:
-    """Read the results topic from the beginning until `count` records are there."""
-    from aiokafka import AIOKafkaConsumer
-
-    from schemas.results import Result
-
-    consumer = AIOKafkaConsumer(topology.results_topic, bootstrap_servers=topology.bootstrap_servers, group_id=None, auto_offset_reset="earliest")
-    await consumer.start()
-    found: list = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(found) < count and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                found.extend((r.key.decode(), Result.model_validate_json(r.value), dict(r.headers or ())) for r in records)
-    finally:
-        await consumer.stop()
-    return found

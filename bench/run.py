@@ -1,0 +1,432 @@
+"""`python -m bench`: the whole benchmark in one run, on the local stack (or KAFKA_BOOTSTRAP_SERVERS /
+DATABASE_URL), from an empty database. See docs/benchmark.md for what each figure means.
+
+Sizes are flags (or BENCH_<FLAG> environment variables, e.g. BENCH_TRANSACTIONS=50000).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import sys
+import time
+import uuid
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+
+from bench import database, system, workloads
+from bench.measure import Run, fixed_rate, throughput
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "raw_kafka", "raw_postgresql", "per_request")
+
+TARGETS = {"uniform_tx_per_s": 20_000, "latency_p99_ms": 50.0, "hot_vs_uniform": 0.5}
+
+
+def _env_default(name: str, default: Any) -> Any:
+    value = os.environ.get(f"BENCH_{name.upper()}")
+    if value is None:
+        return default
+    return type(default)(value) if default is not None else value
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    d = _env_default
+    p.add_argument("--wallets", type=int, default=d("wallets", 10_000), help="funded customer wallets (default 10000)")
+    p.add_argument("--transactions", type=int, default=d("transactions", 200_000), help="uniform single transfers (default 200000)")
+    p.add_argument("--hot-transactions", type=int, default=d("hot_transactions", 100_000), help="hot-wallet transactions (default 100000)")
+    p.add_argument("--mixed-transactions", type=int, default=d("mixed_transactions", 100_000), help="mixed transactions (default 100000)")
+    p.add_argument("--latency-rate", type=float, default=d("latency_rate", 2000.0), help="offered tx/s in the latency run (default 2000)")
+    p.add_argument("--latency-seconds", type=float, default=d("latency_seconds", 30.0), help="length of the latency run (default 30)")
+    p.add_argument("--raw-kafka-transactions", type=int, default=d("raw_kafka_transactions", 0), help="default: --transactions")
+    p.add_argument("--raw-pg-transactions", type=int, default=d("raw_pg_transactions", 0), help="default: --transactions")
+    p.add_argument("--baseline-transactions", type=int, default=d("baseline_transactions", 20_000), help="per-request baseline size (default 20000)")
+    p.add_argument("--baseline-connections", type=int, default=d("baseline_connections", 4), help="parallel connections of the baseline (default 4)")
+    p.add_argument("--partitions", type=int, default=d("partitions", 8), help="partitions of the bench topics (default 8)")
+    p.add_argument("--window", type=int, default=d("window", 20_000), help="requests in flight at most in throughput runs (default 20000)")
+    p.add_argument("--batch", type=int, default=d("batch", 1000), help="raw PostgreSQL batch size (default: the processor's 1000)")
+    p.add_argument("--database", default=d("database", "cw_bench"), help="database to (re)create for the processor (default cw_bench)")
+    p.add_argument("--seed", type=int, default=d("seed", 7))
+    p.add_argument("--only", default=d("only", ""), help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    p.add_argument("--output", type=Path, default=Path(d("output", str(ROOT / "bench" / "results" / "latest.json"))))
+    p.add_argument("--log-dir", type=Path, default=Path(d("log_dir", str(ROOT / "bench" / "results" / "logs"))))
+    p.add_argument("--profile", type=Path, default=None, help="run the processor under py-spy, write a speedscope profile here")
+    p.add_argument("--keep", action="store_true", help="keep the bench topics and the raw database")
+    p.add_argument("--quiet", action="store_true", help="no progress lines")
+    args = p.parse_args(argv)
+    args.raw_kafka_transactions = args.raw_kafka_transactions or args.transactions
+    args.raw_pg_transactions = args.raw_pg_transactions or args.transactions
+    selected = [w.strip() for w in args.only.split(",") if w.strip()] or list(WORKLOADS)
+    unknown = set(selected) - set(WORKLOADS)
+    if unknown:
+        p.error(f"--only: unknown workload(s) {sorted(unknown)}; choose from {','.join(WORKLOADS)}")
+    args.selected = selected
+    return args
+
+
+def say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def _run_figures(run: Run, *, operations: int, transactions: int) -> dict[str, Any]:
+    elapsed = run.elapsed
+    return {
+        "transactions": transactions,
+        "operations": operations,
+        "answered": run.answered,
+        "missing": run.missing,
+        "elapsed_s": round(elapsed, 3),
+        "tx_per_s": round(run.answered / elapsed, 1),
+        "ops_per_s": round(operations * (run.answered / max(transactions, 1)) / elapsed, 1),
+        **run.latency_ms(),
+        "statuses": dict(run.statuses),
+        "errors": dict(run.errors),
+        "result_bytes_avg": round(run.result_bytes / run.answered) if run.answered else None,
+        "request_bytes_avg": round(run.request_bytes / max(run.sent, 1)) if run.request_bytes else None,
+    }
+
+
+async def count_results(bootstrap_servers: str, topic: str) -> tuple[int, Counter[str]]:
+    """Every record of a topic, counted per key."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1_048_576)
+    await consumer.start()
+    counts: Counter[str] = Counter()
+    total = 0
+    try:
+        known = consumer.partitions_for_topic(topic)
+        if not known:
+            await consumer._client.force_metadata_update()
+            known = consumer.partitions_for_topic(topic) or set()
+        partitions = [TopicPartition(topic, p) for p in sorted(known)]
+        if not partitions:
+            return 0, counts
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        remaining = {tp for tp in partitions if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=50_000)
+            for tp, records in batches.items():
+                for record in records:
+                    counts[record.key.decode() if record.key else ""] += 1
+                    total += 1
+                if records and records[-1].offset + 1 >= ends[tp]:
+                    remaining.discard(tp)
+            if not batches:
+                for tp in list(remaining):
+                    if await consumer.position(tp) >= ends[tp]:
+                        remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return total, counts
+
+
+def correctness(*, database_url: str, bootstrap_servers: str, topics: system.Topics, expected_keys: set[str], expected_transactions: int) -> dict[str, Any]:
+    from processor.storage.audit import audit_ledger
+
+    engine = sa.create_engine(database_url)
+    try:
+        report = audit_ledger(engine)
+        with engine.connect() as c:
+            transactions = c.execute(sa.text("SELECT count(*) FROM transactions WHERE project_id = :p"), {"p": workloads.PROJECT}).scalar_one()
+            references = c.execute(sa.text("SELECT count(*) FROM processed_requests WHERE project_id = :p"), {"p": workloads.PROJECT}).scalar_one()
+            entries = c.execute(sa.text("SELECT count(*) FROM wallet_entries WHERE project_id = :p"), {"p": workloads.PROJECT}).scalar_one()
+    finally:
+        engine.dispose()
+    total, counts = asyncio.run(count_results(bootstrap_servers, topics.results))
+    dlq_total, _ = asyncio.run(count_results(bootstrap_servers, topics.dlq))
+    repeated = sum(1 for n in counts.values() if n > 1)
+    missing = len(expected_keys - counts.keys())
+    unexpected = len(counts.keys() - expected_keys)
+    audit = {
+        "wallet_mismatches": len(report.wallet_mismatches),
+        "last_entry_mismatches": len(report.last_entry_mismatches),
+        "asset_mismatches": len(report.asset_mismatches),
+        "negative_balances": len(report.negative_balances),
+        "failed_with_entries": len(report.failed_with_entries),
+    }
+    checks = {
+        "ledger_audit_ok": report.ok,
+        "one_result_per_reference": repeated == 0 and missing == 0 and unexpected == 0 and total == len(expected_keys),
+        "transactions_recorded": transactions == expected_transactions,
+        "references_recorded": references == len(expected_keys),
+        "dlq_empty": dlq_total == 0,
+    }
+    return {
+        "ok": all(checks.values()),
+        "checks": checks,
+        "audit": audit,
+        "results_topic": {"records": total, "distinct_keys": len(counts), "expected": len(expected_keys), "repeated_keys": repeated, "missing_keys": missing, "unexpected_keys": unexpected},
+        "database": {"transactions": transactions, "expected_transactions": expected_transactions, "spent_references": references, "entries": entries},
+        "dlq_records": dlq_total,
+    }
+
+
+def print_table(results: dict[str, Any]) -> str:
+    rows = []
+    header = f"{'workload':<16}{'tx/s':>10}{'ops/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'p99.9 ms':>10}{'vs Kafka':>10}{'vs PG':>8}{'vs per-req':>11}"
+    rows.append(header)
+    rows.append("-" * len(header))
+
+    def cell(value: Any, fmt: str) -> str:
+        return format(value, fmt) if isinstance(value, int | float) else "-"
+
+    for name, w in results["workloads"].items():
+        ratios = w.get("ratios", {})
+        rows.append(
+            f"{name:<16}{cell(w.get('tx_per_s'), ',.0f'):>10}{cell(w.get('ops_per_s'), ',.0f'):>10}"
+            f"{cell(w.get('p50_ms'), '.1f'):>9}{cell(w.get('p99_ms'), '.1f'):>9}{cell(w.get('p999_ms'), '.1f'):>10}"
+            f"{cell(ratios.get('vs_raw_kafka'), '.2f'):>10}{cell(ratios.get('vs_raw_postgresql'), '.2f'):>8}{cell(ratios.get('vs_per_request'), '.2f'):>11}"
+        )
+    return "\n".join(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    admin_url = os.environ.get("DATABASE_URL")
+    if not bootstrap or not admin_url:
+        say('bench: KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set (make bench does it; or eval "$(python3 deploy/local/stack.py env)")')
+        return 2
+    run_id = uuid.uuid4().hex[:8]
+    prefix = f"bench.{run_id}"
+    topics = system.Topics(requests=f"{prefix}.requests", results=f"{prefix}.results", dlq=f"{prefix}.dlq", partitions=args.partitions)
+    raw_topics = system.Topics(requests=f"{prefix}.raw.requests", results=f"{prefix}.raw.results", dlq=f"{prefix}.raw.dlq", partitions=args.partitions)
+    progress = not args.quiet
+    selected = set(args.selected)
+    started = time.monotonic()
+    output: dict[str, Any] = {
+        "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
+        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("selected",)},
+        "processor_settings": {k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and "URL" not in k},
+        "workloads": {},
+        "setup": {},
+        "targets": {},
+    }
+    cpu = system.CpuMeter()
+    processor: system.Child | None = None
+    raw_database = f"{args.database}_raw"
+    try:
+        # ------------------------------------------------------------ the processor's workloads
+        processor_workloads = selected & {"uniform", "hot_wallet", "mixed", "latency"}
+        expected_keys: set[str] = set()
+        expected_transactions = 0
+        if processor_workloads:
+            say(f"bench: fresh database {args.database}, topics {prefix}.*, {args.partitions} partitions")
+            database_url = system.fresh_database(admin_url, args.database)
+            output["machine"]["postgresql"] = system.server_versions(database_url)
+            asyncio.run(system.create_topics(bootstrap, topics))
+            env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWALLET_FAILPOINT")}
+            env.update(
+                {
+                    "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+                    "DATABASE_URL": database_url,
+                    "CLOUDWALLET_REQUESTS_TOPIC": topics.requests,
+                    "CLOUDWALLET_RESULTS_TOPIC": topics.results,
+                    "CLOUDWALLET_DLQ_TOPIC": topics.dlq,
+                    "CLOUDWALLET_CONSUMER_GROUP": f"{prefix}.processor",
+                    "CLOUDWALLET_REQUESTS_PARTITIONS": str(args.partitions),
+                    "CLOUDWALLET_RESULTS_PARTITIONS": str(args.partitions),
+                }
+            )
+            processor = system.start_processor(env=env, log_path=args.log_dir / f"processor-{run_id}.log", profile=args.profile)
+            processor.wait_ready()
+            cpu.processor_pids = system.process_tree(processor.pid)
+            say(f"bench: processor running (pid {processor.pid}, log {processor.log_path})")
+
+            def through(name: str, records: list, *, window: int | None = None) -> tuple[Run, dict[str, float]]:
+                before = cpu.snapshot()
+                run = asyncio.run(
+                    throughput(
+                        name, records, bootstrap_servers=bootstrap, requests_topic=topics.requests, results_topic=topics.results,
+                        window=window or args.window, progress=progress,
+                    )
+                )
+                return run, cpu.between(before, cpu.snapshot())
+
+            # Set-up through Kafka, phase after phase (each needs the one before).
+            setup_started = time.monotonic()
+            for phase, records in workloads.setup_phases(args.wallets):
+                run, _ = through(f"setup {phase}", records)
+                expected_keys.update(r.result_key for r in records)
+                expected_transactions += phase == "funding" and len(records)
+                if run.missing or run.statuses.get("Failed"):
+                    raise RuntimeError(f"set-up phase {phase} failed: {dict(run.statuses)} {dict(run.errors)} missing {run.missing}")
+            output["setup"] = {"wallets": args.wallets, "elapsed_s": round(time.monotonic() - setup_started, 2)}
+
+            plans = []
+            if "uniform" in selected:
+                plans.append(workloads.uniform(count=args.transactions, wallets=args.wallets, seed=args.seed))
+            if "hot_wallet" in selected:
+                plans.append(workloads.hot_wallet(count=args.hot_transactions, wallets=args.wallets, seed=args.seed + 1))
+            if "mixed" in selected:
+                plans.append(workloads.mixed(count=args.mixed_transactions, wallets=args.wallets, seed=args.seed + 2))
+            for plan in plans:
+                say(f"bench: {plan.name}: {plan.transactions:,} transactions, {plan.operations:,} operations")
+                run, used = through(plan.name, plan.records)
+                figures = _run_figures(run, operations=plan.operations, transactions=plan.transactions)
+                figures["cpu"] = used
+                figures["cpu_ms_per_tx"] = {k.removesuffix("_cpu_s"): round(v * 1000 / max(run.answered, 1), 3) for k, v in used.items() if k.endswith("_cpu_s")}
+                if plan.expected_failures:
+                    figures["expected_failures"] = plan.expected_failures
+                output["workloads"][plan.name] = figures
+                expected_keys.update(r.result_key for r in plan.records)
+                expected_transactions += plan.transactions
+                say(f"bench: {plan.name}: {figures['tx_per_s']:,.0f} tx/s, {figures['ops_per_s']:,.0f} ops/s, p99 {figures['p99_ms']} ms")
+            if "latency" in selected:
+                count = int(args.latency_rate * args.latency_seconds)
+                plan = workloads.uniform(count=count, wallets=args.wallets, seed=args.seed + 3, prefix="latency")
+                say(f"bench: latency: {args.latency_rate:,.0f} tx/s offered for {args.latency_seconds:g}s ({count:,} transactions)")
+                before = cpu.snapshot()
+                run = asyncio.run(
+                    fixed_rate("latency", plan.records, rate=args.latency_rate, bootstrap_servers=bootstrap, requests_topic=topics.requests,
+                               results_topic=topics.results, progress=progress)
+                )
+                figures = _run_figures(run, operations=count, transactions=count)
+                figures["offered_tx_per_s"] = args.latency_rate
+                figures["cpu"] = cpu.between(before, cpu.snapshot())
+                output["workloads"]["latency"] = figures
+                expected_keys.update(r.result_key for r in plan.records)
+                expected_transactions += count
+                say(f"bench: latency: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, p99.9 {figures['p999_ms']} ms")
+
+            say("bench: stopping the processor")
+            processor.stop()
+            processor = None
+            say("bench: correctness: ledger audit, one result per reference ID")
+            output["correctness"] = correctness(
+                database_url=database_url, bootstrap_servers=bootstrap, topics=topics, expected_keys=expected_keys, expected_transactions=expected_transactions
+            )
+            say(f"bench: correctness {'OK' if output['correctness']['ok'] else 'FAILED'}: {json.dumps(output['correctness']['checks'])}")
+
+        # ------------------------------------------------------------ the limits and the baseline
+        if "raw_kafka" in selected:
+            count = args.raw_kafka_transactions
+            plan = workloads.uniform(count=count, wallets=args.wallets, seed=args.seed)
+            result_bytes = (output["workloads"].get("uniform") or {}).get("result_bytes_avg") or 1100
+            say(f"bench: raw Kafka: {count:,} records through a passthrough consumer/producer (results of {result_bytes} bytes)")
+            asyncio.run(system.create_topics(bootstrap, raw_topics))
+            passthrough = system.Child(
+                name="passthrough",
+                argv=[sys.executable, "-m", "bench.passthrough", "--bootstrap", bootstrap, "--requests", raw_topics.requests, "--results", raw_topics.results,
+                      "--group", f"{prefix}.raw", "--result-bytes", str(result_bytes),
+                      "--max-records", os.environ.get("CLOUDWALLET_BATCH_MAX_RECORDS", "1000")],
+                env=dict(os.environ),
+                log_path=args.log_dir / f"passthrough-{run_id}.log",
+                ready="started successfully",
+            ).wait_ready()
+            cpu.processor_pids = [passthrough.pid]
+            try:
+                before = cpu.snapshot()
+                run = asyncio.run(
+                    throughput("raw_kafka", plan.records, bootstrap_servers=bootstrap, requests_topic=raw_topics.requests, results_topic=raw_topics.results,
+                               window=args.window, progress=progress)
+                )
+                figures = _run_figures(run, operations=count, transactions=count)
+                figures["cpu"] = cpu.between(before, cpu.snapshot())
+                output["workloads"]["raw_kafka"] = figures
+            finally:
+                passthrough.stop()
+            say(f"bench: raw Kafka: {figures['tx_per_s']:,.0f} records/s")
+
+        if selected & {"raw_postgresql", "per_request"}:
+            say(f"bench: fresh database {raw_database} for the PostgreSQL-only runs")
+            raw_url = system.fresh_database(admin_url, raw_database)
+
+            def show(label: str, total: int) -> Any:
+                t0 = time.monotonic()
+                last = [0.0]
+
+                def progress_line(done: int) -> None:
+                    now = time.monotonic()
+                    if progress and (now - last[0] > (0.5 if sys.stderr.isatty() else 5.0) or done >= total):
+                        last[0] = now
+                        rate = done / max(now - t0, 1e-9)
+                        text = f"  {label}: {done:,}/{total:,}, {rate:,.0f}/s"
+                        sys.stderr.write(("\r" + text + "\x1b[K") if sys.stderr.isatty() else text + "\n")
+                        sys.stderr.flush()
+
+                return progress_line
+
+            if "raw_postgresql" in selected:
+                count = args.raw_pg_transactions
+                database.load_wallets(raw_url, project=database.PROJECT, wallets=args.wallets)
+                say(f"bench: raw PostgreSQL: {count:,} transfers, the ledger's rows in batches of {args.batch} (COPY), no Kafka")
+                cpu.processor_pids = []
+                before = cpu.snapshot()
+                db_run = database.raw_batches(
+                    raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), batch=args.batch,
+                    progress=show("raw_postgresql", count),
+                )
+                if progress and sys.stderr.isatty():
+                    sys.stderr.write("\n")
+                output["workloads"]["raw_postgresql"] = {
+                    "transactions": db_run.transactions, "operations": db_run.transactions, "elapsed_s": round(db_run.elapsed, 3),
+                    "tx_per_s": round(db_run.rate(), 1), "ops_per_s": round(db_run.rate(), 1), "batch": args.batch,
+                    "cpu": cpu.between(before, cpu.snapshot()),
+                }
+                say(f"bench: raw PostgreSQL: {db_run.rate():,.0f} tx/s")
+            if "per_request" in selected:
+                count = args.baseline_transactions
+                database.load_wallets(raw_url, project="perreq", wallets=args.wallets)
+                say(f"bench: per-request baseline: {count:,} transfers, one PostgreSQL transaction each, {args.baseline_connections} connections, no Kafka")
+                before = cpu.snapshot()
+                db_run = database.per_request(
+                    raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), connections=args.baseline_connections,
+                    project="perreq", progress=show("per_request", count),
+                )
+                if progress and sys.stderr.isatty():
+                    sys.stderr.write("\n")
+                output["workloads"]["per_request"] = {
+                    "transactions": db_run.transactions, "operations": db_run.transactions, "elapsed_s": round(db_run.elapsed, 3),
+                    "tx_per_s": round(db_run.rate(), 1), "ops_per_s": round(db_run.rate(), 1), "connections": args.baseline_connections,
+                    "conflicts": db_run.conflicts, "cpu": cpu.between(before, cpu.snapshot()),
+                }
+                say(f"bench: per-request baseline: {db_run.rate():,.0f} tx/s")
+            if not args.keep:
+                system.drop_database(admin_url, raw_database)
+    finally:
+        if processor is not None:
+            processor.stop()
+        if not args.keep:
+            asyncio.run(system.delete_topics(bootstrap, [topics.requests, topics.results, topics.dlq, raw_topics.requests, raw_topics.results, raw_topics.dlq]))
+
+    # ------------------------------------------------------------ ratios, targets, report
+    found = output["workloads"]
+    limits = {name: found[name]["tx_per_s"] for name in ("raw_kafka", "raw_postgresql", "per_request") if name in found}
+    for name in ("uniform", "hot_wallet", "mixed", "latency"):
+        if name in found:
+            found[name]["ratios"] = {f"vs_{limit}": round(found[name]["tx_per_s"] / rate, 3) for limit, rate in limits.items() if rate}
+    if "raw_postgresql" in found and "per_request" in found:
+        found["raw_postgresql"]["ratios"] = {"vs_per_request": round(found["raw_postgresql"]["tx_per_s"] / found["per_request"]["tx_per_s"], 3)}
+    targets = output["targets"]
+    if "uniform" in found:
+        targets["uniform_tx_per_s"] = {"target": TARGETS["uniform_tx_per_s"], "measured": found["uniform"]["tx_per_s"], "met": found["uniform"]["tx_per_s"] >= TARGETS["uniform_tx_per_s"]}
+    if "latency" in found and found["latency"]["p99_ms"] is not None:
+        targets["latency_p99_ms"] = {"target": TARGETS["latency_p99_ms"], "offered_tx_per_s": args.latency_rate, "measured": found["latency"]["p99_ms"], "met": found["latency"]["p99_ms"] < TARGETS["latency_p99_ms"]}
+    if "uniform" in found and "hot_wallet" in found:
+        ratio = round(found["hot_wallet"]["tx_per_s"] / found["uniform"]["tx_per_s"], 3)
+        targets["hot_vs_uniform"] = {"target": TARGETS["hot_vs_uniform"], "measured": ratio, "met": ratio >= TARGETS["hot_vs_uniform"]}
+    output["elapsed_s"] = round(time.monotonic() - started, 1)
+    table = print_table(output)
+    output["table"] = table.splitlines()
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(output, indent=2) + "\n")
+    print(table)
+    for name, target in targets.items():
+        print(f"target {name}: {target['measured']} (target {target['target']}) {'met' if target['met'] else 'NOT met'}")
+    if "correctness" in output:
+        print(f"correctness: {'OK' if output['correctness']['ok'] else 'FAILED'} {json.dumps(output['correctness']['checks'])}")
+    print(f"written {args.output} ({output['elapsed_s']}s)")
+    return 0 if output.get("correctness", {"ok": True})["ok"] else 1

@@ -1,0 +1,143 @@
+"""`cloudwallet gateway` (serve the HTTP gateway) and `cloudwallet gateway-key` (manage API keys).
+
+Registered by processor/cli.py through `add_commands`; heavy imports happen inside the commands.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+
+def _load(settings_class: Any) -> Any:
+    from processor.settings import SettingsError, load
+
+    try:
+        return load(settings_class)
+    except SettingsError as error:
+        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env)\")", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from processor.gateway.app import create_app
+    from processor.gateway.settings import GatewaySettings
+
+    settings = _load(GatewaySettings)
+    if not args.no_migrate:
+        from processor.storage.migrate import upgrade_to_head
+
+        upgrade_to_head(database_url=settings.database_url)
+    uvicorn.run(
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        access_log=args.access_log,
+        lifespan="on",
+        server_header=False,
+    )
+    return 0
+
+
+def _engine() -> Any:
+    import sqlalchemy as sa
+
+    from processor.settings import DatabaseSettings
+
+    return sa.create_engine(_load(DatabaseSettings).database_url)
+
+
+def _missing_table(error: Exception) -> int:
+    print(f"cloudwallet gateway-key: the api_keys table is missing; run `cloudwallet migrate` first ({type(error).__name__})", file=sys.stderr)
+    return 2
+
+
+def key_create(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from processor.gateway.keys import create_key
+
+    engine = _engine()
+    try:
+        created = create_key(engine, kind=args.kind, project_id=args.project, customer_id=args.customer, label=args.label)
+    except ValueError as error:
+        print(f"cloudwallet gateway-key create: {error}", file=sys.stderr)
+        return 2
+    except sa.exc.ProgrammingError as error:
+        return _missing_table(error)
+    finally:
+        engine.dispose()
+    scope = {"project": created.principal.project_id, "customer": created.principal.customer_id}
+    scope_text = ", ".join(f"{k} {v!r}" for k, v in scope.items() if v is not None) or "all projects"
+    print(f"created {created.principal.kind} key {created.key_id} ({scope_text}); it is shown only this once:", file=sys.stderr)
+    print(created.token)
+    return 0
+
+
+def key_list(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from processor.gateway.keys import list_keys
+
+    engine = _engine()
+    try:
+        rows = list_keys(engine)
+    except sa.exc.ProgrammingError as error:
+        return _missing_table(error)
+    finally:
+        engine.dispose()
+    for row in rows:
+        state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+        print(
+            f"{row.key_id}\t{row.kind}\tproject={row.project_id or '*'}\tcustomer={row.customer_id or '*'}"
+            f"\t{state}\tcreated {row.created_at.isoformat()}\t{row.label or ''}"
+        )
+    return 0
+
+
+def key_revoke(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa
+
+    from processor.gateway.keys import revoke_key
+
+    engine = _engine()
+    try:
+        revoked = revoke_key(engine, args.key_id)
+    except sa.exc.ProgrammingError as error:
+        return _missing_table(error)
+    finally:
+        engine.dispose()
+    if not revoked:
+        print(f"cloudwallet gateway-key revoke: no active key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked key {args.key_id} (gateways forget it within CLOUDWALLET_API_KEY_CACHE_SECONDS)", file=sys.stderr)
+    return 0
+
+
+def add_commands(commands: Any) -> None:
+    """Register `gateway` and `gateway-key` on the `cloudwallet` subparsers."""
+    p = commands.add_parser("gateway", help="serve the HTTP gateway (migrates the database first)")
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8080)
+    p.add_argument("--no-migrate", action="store_true", help="do not run database migrations at start")
+    p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    p.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True)
+    p.set_defaults(func=serve)
+
+    p = commands.add_parser("gateway-key", help="create, list or revoke gateway API keys")
+    keys = p.add_subparsers(dest="key_command", required=True)
+    c = keys.add_parser("create", help="create a key and print it (only this once)")
+    c.add_argument("--kind", required=True, choices=["operator", "project", "customer"])
+    c.add_argument("--project", help="the project of a project or customer key")
+    c.add_argument("--customer", help="the customer of a customer key")
+    c.add_argument("--label", help="a note to recognise the key by")
+    c.set_defaults(func=key_create)
+    c = keys.add_parser("list", help="list keys (never the keys themselves)")
+    c.set_defaults(func=key_list)
+    c = keys.add_parser("revoke", help="revoke a key by its ID")
+    c.add_argument("key_id")
+    c.set_defaults(func=key_revoke)

@@ -1,0 +1,195 @@
+"""Error bodies and status codes.
+
+Every error the gateway answers has the same shape, `{"error": {"code", "message",
+"operation_index", "fields"}}`; a processor result (`Result`) has `error` at the same place, so
+a client reads `body["error"]["code"]` whatever answered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from schemas.errors import ErrorCode
+
+log = logging.getLogger("gateway")
+
+# A Failed result's error code -> HTTP status. Documented in docs/gateway.md.
+STATUS_BY_CODE: dict[ErrorCode, int] = {
+    ErrorCode.ValidationError: 422,
+    ErrorCode.AssetMismatch: 422,
+    ErrorCode.ProjectNotFound: 404,
+    ErrorCode.AssetNotFound: 404,
+    ErrorCode.CustomerNotFound: 404,
+    ErrorCode.WalletNotFound: 404,
+    ErrorCode.DuplicateReferenceId: 409,
+    ErrorCode.ProjectAlreadyExists: 409,
+    ErrorCode.AssetAlreadyExists: 409,
+    ErrorCode.WalletAlreadyExists: 409,
+    ErrorCode.AssetInUse: 409,
+    ErrorCode.CustomerSuspended: 409,
+    ErrorCode.CustomerHasOpenWallets: 409,
+    ErrorCode.WalletNotOpen: 409,
+    ErrorCode.WalletNotEmpty: 409,
+    ErrorCode.WalletClosed: 409,
+    ErrorCode.InsufficientFunds: 409,
+    ErrorCode.BalanceLimitExceeded: 409,
+    ErrorCode.InternalError: 500,
+}
+assert set(STATUS_BY_CODE) == set(ErrorCode), "every error code has an HTTP status"
+
+
+class FieldError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    field: str  # e.g. "body.operations.0.amount", "path.walletId", "query.page_size", "header.Idempotency-Key"
+    reason: str
+
+
+class HttpError(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    code: str  # an ErrorCode, or one of the gateway's own: Unauthorized, Forbidden, NotFound, ...
+    message: str
+    operation_index: int | None = None
+    fields: list[FieldError] = []
+
+
+class ErrorBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    error: HttpError
+
+
+class GatewayError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        fields: Sequence[FieldError] = (),
+        operation_index: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.body = ErrorBody(
+            error=HttpError(code=code, message=message, operation_index=operation_index, fields=list(fields))
+        )
+        self.headers = dict(headers or {})
+
+
+def unauthorized(message: str) -> GatewayError:
+    return GatewayError(401, "Unauthorized", message, headers={"WWW-Authenticate": 'ApiKey header="X-Api-Key"'})
+
+
+def forbidden() -> GatewayError:
+    # One message for every refusal: it never tells whether the thing asked for exists.
+    return GatewayError(403, "Forbidden", "this API key does not give access to this resource")
+
+
+def not_found(code: str, message: str) -> GatewayError:
+    return GatewayError(404, code, message)
+
+
+def invalid(field: str, reason: str) -> GatewayError:
+    return GatewayError(422, ErrorCode.ValidationError.value, f"{field}: {reason}", fields=[FieldError(field=field, reason=reason)])
+
+
+_UNION_TAGS = frozenset({"Issue", "Redeem", "Transfer"})
+
+
+def _loc_text(loc: Iterable[Any]) -> str:
+    return ".".join(str(part) for part in loc)
+
+
+def field_errors(errors: Iterable[Mapping[str, Any]], *, rename: Mapping[str, str] | None = None, prefix: str = "") -> list[FieldError]:
+    """pydantic errors -> FieldErrors. `rename` maps a request field to where the client sent it."""
+    found = []
+    for error in errors:
+        loc = [part for part in error.get("loc", ()) if part not in ("function-after", "function-plain")]
+        # A discriminated union puts the tag into the location (operations.0.Issue.amount): drop it.
+        loc = [part for i, part in enumerate(loc) if not (i > 0 and isinstance(loc[i - 1], int) and part in _UNION_TAGS)]
+        target = rename.get(str(loc[0])) if rename is not None and loc else None
+        if target:
+            field = target + ("." + _loc_text(loc[1:]) if loc[1:] else "")
+        else:
+            field = prefix + _loc_text(loc) if loc else "body"
+        reason = str(error.get("msg", "invalid")).removeprefix("Value error, ")
+        if error.get("type") == "json_invalid":
+            detail = (error.get("ctx") or {}).get("error")
+            reason = f"the body is not valid JSON ({detail})" if detail else "the body is not valid JSON"
+            field = "body"
+        item = FieldError(field=field or "body", reason=reason)
+        if item not in found:  # a path parameter the access check declares too is reported once
+            found.append(item)
+    return found
+
+
+def validation_error(fields: list[FieldError]) -> GatewayError:
+    operation_index = None
+    for item in fields:
+        parts = item.field.split(".")
+        if len(parts) >= 3 and parts[0] == "body" and parts[1] == "operations" and parts[2].isdigit():
+            operation_index = int(parts[2])
+            break
+    summary = "; ".join(f"{f.field}: {f.reason}" for f in fields[:5])
+    if len(fields) > 5:
+        summary += f"; and {len(fields) - 5} more"
+    return GatewayError(422, ErrorCode.ValidationError.value, summary or "invalid request", fields=fields, operation_index=operation_index)
+
+
+def error_response(error: GatewayError) -> JSONResponse:
+    return JSONResponse(error.body.model_dump(mode="json"), status_code=error.status_code, headers=error.headers or None)
+
+
+def install_handlers(app: FastAPI) -> None:
+    @app.exception_handler(GatewayError)
+    async def _gateway_error(request: Request, error: GatewayError) -> JSONResponse:
+        return error_response(error)
+
+    @app.exception_handler(RequestValidationError)
+    async def _request_validation(request: Request, error: RequestValidationError) -> JSONResponse:
+        content_type = request.headers.get("content-type", "")
+        body_sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
+        if body_sent and "json" not in content_type.lower() and request.method in ("POST", "PUT", "PATCH", "DELETE"):
+            return error_response(
+                GatewayError(415, "UnsupportedMediaType", f"request bodies must be JSON (Content-Type: application/json), not {content_type!r}")
+            )
+        return error_response(validation_error(field_errors(error.errors())))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
+        code = codes.get(error.status_code, "HttpError")
+        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(error.status_code, str(error.detail))
+        return error_response(GatewayError(error.status_code, code, message, headers=getattr(error, "headers", None)))
+
+    @app.exception_handler(sa.exc.DBAPIError)
+    async def _database_error(request: Request, error: sa.exc.DBAPIError) -> JSONResponse:
+        if isinstance(error, sa.exc.DataError):
+            # A value PostgreSQL cannot take (the checks before should have caught it).
+            return error_response(GatewayError(422, ErrorCode.ValidationError.value, "a parameter has a value the database refuses"))
+        if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError)):
+            log.warning("database unavailable: %s", error)
+            return error_response(GatewayError(503, "ServiceUnavailable", "the database is unavailable; try again", headers={"Retry-After": "1"}))
+        log.exception("database error on %s %s", request.method, request.url.path)
+        return error_response(GatewayError(500, "InternalError", "an unexpected database error"))
+
+    @app.exception_handler(sa.exc.TimeoutError)
+    async def _pool_timeout(request: Request, error: sa.exc.TimeoutError) -> JSONResponse:
+        return error_response(GatewayError(503, "ServiceUnavailable", "the database is busy; try again", headers={"Retry-After": "1"}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return error_response(GatewayError(500, "InternalError", "an unexpected error"))

@@ -1,0 +1,156 @@
+"""HTTP bodies and read views.
+
+Bodies carry what the path does not: the request's `type`, `project_id` and path IDs come from
+the route. Field types are the contract's own (schemas.requests), so the gateway refuses exactly
+what the processor would refuse, before anything is published.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from schemas.limits import DEFAULT_FRACTIONS, MAX_OPERATIONS_PER_TRANSACTION
+from schemas.requests import (
+    AssetCode,
+    AssetId,
+    CustomerId,
+    Description,
+    Fractions,
+    Name,
+    Operation,
+    ProjectId,
+    ReferenceId,
+    WalletId,
+)
+from schemas.results import EntryView
+from schemas.states import WalletStatus
+
+T = TypeVar("T")
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference_id: ReferenceId | None = Field(
+        default=None,
+        description="idempotency key, unique per project; the Idempotency-Key header may carry it instead; generated when absent",
+    )
+
+
+class ProjectCreateBody(_Body):
+    project_id: ProjectId | None = Field(default=None, description="derived from the reference ID when absent")
+    name: Name
+
+
+class NameBody(_Body):
+    name: Name
+
+
+class DescriptionBody(_Body):
+    description: Description
+
+
+class ReferenceBody(_Body):
+    """Only the optional reference ID (suspend, resume)."""
+
+
+class AssetCreateBody(_Body):
+    asset_id: AssetId | None = Field(default=None, description="derived from the reference ID when absent")
+    code: AssetCode
+    name: Name
+    fractions: Fractions = DEFAULT_FRACTIONS
+
+
+class CustomerCreateBody(_Body):
+    customer_id: CustomerId
+    name: Name | None = None
+    description: Description | None = None
+
+
+class CustomerUpdateBody(_Body):
+    name: Name | None = None
+    description: Description | None = None
+
+
+class WalletOpenBody(_Body):
+    customer_id: CustomerId
+    asset_id: AssetId
+    wallet_id: WalletId | None = Field(default=None, description="derived from the reference ID when absent")
+    name: Name | None = None
+    description: Description | None = None
+
+
+class SystemWalletOpenBody(_Body):
+    asset_id: AssetId
+    wallet_id: WalletId | None = Field(default=None, description="derived from the reference ID when absent")
+    name: Name | None = None
+    description: Description | None = None
+
+
+class WalletStatusBody(_Body):
+    status: WalletStatus
+
+
+class TransactionBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reference_id: ReferenceId = Field(description="required: the idempotency key of the transaction, unique per project")
+    description: Description | None = None
+    operations: Annotated[list[Operation], Field(min_length=1, max_length=MAX_OPERATIONS_PER_TRANSACTION)]
+
+
+# --- read views ------------------------------------------------------------------------------
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list, in a stable order; `has_more` says whether a next page exists."""
+
+    items: list[T]
+    page: int
+    page_size: int
+    has_more: bool
+
+
+class WalletEntryView(EntryView):
+    """One entry of a wallet's ledger."""
+
+    entry_id: int
+    transaction_id: str
+    created_at: datetime
+
+
+class Pending(BaseModel):
+    """A write whose result did not arrive within the wait: poll `location`."""
+
+    reference_id: str
+    project_id: str | None
+    type: str
+    status: Literal["Pending"] = "Pending"
+    location: str
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+__all__ = [
+    "AssetCreateBody",
+    "CustomerCreateBody",
+    "CustomerUpdateBody",
+    "DescriptionBody",
+    "Health",
+    "NameBody",
+    "Page",
+    "Pending",
+    "ProjectCreateBody",
+    "ProjectId",
+    "ReferenceBody",
+    "SystemWalletOpenBody",
+    "TransactionBody",
+    "WalletEntryView",
+    "WalletOpenBody",
+    "WalletStatusBody",
+]

@@ -1,0 +1,283 @@
+"""Reads, straight from PostgreSQL (SQLAlchemy Core on the ledger's tables).
+
+Blocking: the routes that call these run in FastAPI's worker threads. Amounts are stored as
+integers of minor units and are formatted with the asset's scale, as in results.
+Lists are paged with LIMIT page_size + 1 (the extra row only tells whether a next page exists)
+in a stable order that an index serves.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from processor.gateway.models import Page, WalletEntryView
+from processor.storage import models as m
+from schemas.amounts import format_minor_units
+from schemas.results import AssetView, CustomerView, EntryView, ErrorInfo, ProjectView, Result, TransactionView, WalletView
+
+
+@dataclass(frozen=True, slots=True)
+class Paging:
+    page: int
+    page_size: int
+
+    @property
+    def offset(self) -> int:
+        return (self.page - 1) * self.page_size
+
+
+@dataclass(frozen=True, slots=True)
+class Period:
+    """created_at in [start, end): `from` inclusive, `to` exclusive; either may be open."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+
+    def where(self, column: sa.ColumnElement[Any]) -> list[sa.ColumnElement[bool]]:
+        conditions = []
+        if self.start is not None:
+            conditions.append(column >= self.start)
+        if self.end is not None:
+            conditions.append(column < self.end)
+        return conditions
+
+
+def _page(rows: Sequence[Any], paging: Paging, convert: Any) -> Page:
+    has_more = len(rows) > paging.page_size
+    return Page(items=[convert(row) for row in rows[: paging.page_size]], page=paging.page, page_size=paging.page_size, has_more=has_more)
+
+
+def _asset(row: Any) -> AssetView:
+    return AssetView(
+        project_id=row.project_id, asset_id=row.asset_id, code=row.code, name=row.name, fractions=row.fractions, in_use=row.in_use
+    )
+
+
+def _customer(row: Any) -> CustomerView:
+    return CustomerView(
+        project_id=row.project_id,
+        customer_id=row.customer_id,
+        name=row.name or "",
+        description=row.description or "",
+        status=row.status,
+    )
+
+
+def _wallet(row: Any) -> WalletView:
+    return WalletView(
+        project_id=row.project_id,
+        wallet_id=row.wallet_id,
+        asset_id=row.asset_id,
+        customer_id=row.customer_id,
+        name=row.name or "",
+        description=row.description or "",
+        status=row.status,
+        balance=format_minor_units(int(row.balance), fractions=row.fractions),
+        created_at=row.created_at,
+    )
+
+
+_WALLET_COLUMNS = (*m.wallets.c, m.assets.c.fractions)
+_WALLET_FROM = m.wallets.join(
+    m.assets, sa.and_(m.assets.c.project_id == m.wallets.c.project_id, m.assets.c.asset_id == m.wallets.c.asset_id)
+)
+
+
+class Reads:
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+
+    # ----------------------------------------------------------------------------- projects
+
+    def project_exists(self, project_id: str) -> bool:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(sa.literal(1)).where(m.projects.c.project_id == project_id)).first() is not None
+
+    def get_project(self, project_id: str) -> ProjectView | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(m.projects).where(m.projects.c.project_id == project_id)).first()
+            if row is None:
+                return None
+            assets = c.execute(sa.select(m.assets).where(m.assets.c.project_id == project_id).order_by(m.assets.c.asset_id)).all()
+        return ProjectView(project_id=row.project_id, name=row.name, created_at=row.created_at, assets=[_asset(a) for a in assets])
+
+    def list_projects(self, paging: Paging, *, only: str | None = None) -> Page:
+        query = sa.select(m.projects).order_by(m.projects.c.project_id).limit(paging.page_size + 1).offset(paging.offset)
+        if only is not None:
+            query = query.where(m.projects.c.project_id == only)
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+        return _page(rows, paging, lambda r: ProjectView(project_id=r.project_id, name=r.name, created_at=r.created_at, assets=None))
+
+    # ----------------------------------------------------------------------------- assets
+
+    def list_assets(self, project_id: str, paging: Paging) -> Page:
+        query = (
+            sa.select(m.assets)
+            .where(m.assets.c.project_id == project_id)
+            .order_by(m.assets.c.asset_id)
+            .limit(paging.page_size + 1)
+            .offset(paging.offset)
+        )
+        with self.engine.connect() as c:
+            return _page(c.execute(query).all(), paging, _asset)
+
+    def get_asset(self, project_id: str, asset_id: str) -> AssetView | None:
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(m.assets).where(m.assets.c.project_id == project_id, m.assets.c.asset_id == asset_id)).first()
+        return None if row is None else _asset(row)
+
+    # ----------------------------------------------------------------------------- customers
+
+    def list_customers(self, project_id: str, paging: Paging) -> Page:
+        query = (
+            sa.select(m.customers)
+            .where(m.customers.c.project_id == project_id)
+            .order_by(m.customers.c.customer_id)
+            .limit(paging.page_size + 1)
+            .offset(paging.offset)
+        )
+        with self.engine.connect() as c:
+            return _page(c.execute(query).all(), paging, _customer)
+
+    def get_customer(self, project_id: str, customer_id: str) -> CustomerView | None:
+        with self.engine.connect() as c:
+            row = c.execute(
+                sa.select(m.customers).where(m.customers.c.project_id == project_id, m.customers.c.customer_id == customer_id)
+            ).first()
+        return None if row is None else _customer(row)
+
+    # ----------------------------------------------------------------------------- wallets
+
+    def get_wallet(self, project_id: str, wallet_id: str) -> WalletView | None:
+        query = (
+            sa.select(*_WALLET_COLUMNS)
+            .select_from(_WALLET_FROM)
+            .where(m.wallets.c.project_id == project_id, m.wallets.c.wallet_id == wallet_id)
+        )
+        with self.engine.connect() as c:
+            row = c.execute(query).first()
+        return None if row is None else _wallet(row)
+
+    def list_wallets(self, project_id: str, *, customer_id: str | None, paging: Paging) -> Page:
+        """A customer's wallets, or (customer_id None) the project's system wallets."""
+        owner = m.wallets.c.customer_id.is_(None) if customer_id is None else m.wallets.c.customer_id == customer_id
+        query = (
+            sa.select(*_WALLET_COLUMNS)
+            .select_from(_WALLET_FROM)
+            .where(m.wallets.c.project_id == project_id, owner)
+            .order_by(m.wallets.c.wallet_id)
+            .limit(paging.page_size + 1)
+            .offset(paging.offset)
+        )
+        with self.engine.connect() as c:
+            return _page(c.execute(query).all(), paging, _wallet)
+
+    def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page:
+        e = m.wallet_entries
+        query = (
+            sa.select(e)
+            .where(e.c.project_id == project_id, e.c.wallet_id == wallet_id, *period.where(e.c.created_at))
+            .order_by(e.c.created_at, e.c.entry_id)
+            .limit(paging.page_size + 1)
+            .offset(paging.offset)
+        )
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+
+        def convert(row: Any) -> WalletEntryView:
+            return WalletEntryView(
+                entry_id=row.entry_id,
+                wallet_id=row.wallet_id,
+                transaction_id=row.transaction_id,
+                operation_index=row.operation_index,
+                type=row.entry_type,
+                amount=format_minor_units(int(row.amount), fractions=fractions),
+                balance_after=format_minor_units(int(row.balance_after), fractions=fractions),
+                created_at=row.created_at,
+            )
+
+        return _page(rows, paging, convert)
+
+    # ----------------------------------------------------------------------------- transactions
+
+    def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
+        t = m.transactions
+        query = sa.select(t).where(t.c.project_id == project_id, *period.where(t.c.created_at))
+        if reference_id is not None:
+            query = query.where(t.c.reference_id == reference_id)
+        query = query.order_by(t.c.created_at, t.c.transaction_id).limit(paging.page_size + 1).offset(paging.offset)
+        with self.engine.connect() as c:
+            rows = c.execute(query).all()
+            shown = rows[: paging.page_size]
+            entries = self._entries(c, project_id, [row.transaction_id for row in shown])
+        page = _page(rows, paging, lambda row: _transaction(row, entries.get(row.transaction_id, [])))
+        return page
+
+    def get_transaction(self, project_id: str, transaction_id: str) -> TransactionView | None:
+        t = m.transactions
+        with self.engine.connect() as c:
+            row = c.execute(sa.select(t).where(t.c.project_id == project_id, t.c.transaction_id == transaction_id)).first()
+            if row is None:
+                return None
+            entries = self._entries(c, project_id, [transaction_id])
+        return _transaction(row, entries.get(transaction_id, []))
+
+    @staticmethod
+    def _entries(c: sa.Connection, project_id: str, transaction_ids: list[str]) -> dict[str, list[EntryView]]:
+        found: dict[str, list[EntryView]] = defaultdict(list)
+        if not transaction_ids:
+            return found
+        e = m.wallet_entries
+        query = (
+            sa.select(e.c.transaction_id, e.c.wallet_id, e.c.operation_index, e.c.entry_type, e.c.amount, e.c.balance_after, m.assets.c.fractions)
+            .select_from(
+                e.join(m.wallets, sa.and_(m.wallets.c.project_id == e.c.project_id, m.wallets.c.wallet_id == e.c.wallet_id)).join(
+                    m.assets, sa.and_(m.assets.c.project_id == m.wallets.c.project_id, m.assets.c.asset_id == m.wallets.c.asset_id)
+                )
+            )
+            .where(e.c.project_id == project_id, e.c.transaction_id.in_(transaction_ids))
+            .order_by(e.c.transaction_id, e.c.entry_id)
+        )
+        for row in c.execute(query):
+            found[row.transaction_id].append(
+                EntryView(
+                    wallet_id=row.wallet_id,
+                    operation_index=row.operation_index,
+                    type=row.entry_type,
+                    amount=format_minor_units(int(row.amount), fractions=row.fractions),
+                    balance_after=format_minor_units(int(row.balance_after), fractions=row.fractions),
+                )
+            )
+        return found
+
+    # ----------------------------------------------------------------------------- results
+
+    def get_result(self, project_id: str, reference_id: str) -> Result | None:
+        p = m.processed_requests
+        with self.engine.connect() as c:
+            value = c.execute(sa.select(p.c.result).where(p.c.project_id == project_id, p.c.reference_id == reference_id)).scalar()
+        return None if value is None else Result.model_validate(value)
+
+
+def _transaction(row: Any, entries: list[EntryView]) -> TransactionView:
+    error = None
+    if row.error_code is not None:
+        error = ErrorInfo(code=row.error_code, message=row.error_message or "", operation_index=row.failed_operation_index)
+    return TransactionView(
+        project_id=row.project_id,
+        transaction_id=row.transaction_id,
+        reference_id=row.reference_id,
+        description=row.description or "",
+        status=row.status,
+        operations=row.operations,
+        entries=entries,
+        error=error,
+        created_at=row.created_at,
+    )

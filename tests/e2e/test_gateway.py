@@ -1,0 +1,690 @@
+"""The HTTP gateway end to end: a real `cloudwallet gateway` over real HTTP, a real processor,
+real Kafka and PostgreSQL. Every endpoint, its documented failures, paging, time filters,
+access rules, the seeds' W1/W2 example, and the 202-then-poll path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from urllib.parse import quote
+
+import httpx
+import pytest
+import sqlalchemy as sa
+
+from processor.gateway.keys import create_key, revoke_key
+
+from .conftest import ROOT
+from .gateway_support import (
+    Api,
+    GatewayProcess,
+    GatewayStack,
+    gateway_stack,  # noqa: F401 - the module's fixture
+    issue,
+    open_system_wallet,
+    setup_project,
+    unique,
+)
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def stack(gateway_stack: GatewayStack) -> GatewayStack:  # noqa: F811
+    return gateway_stack
+
+
+@pytest.fixture
+def api(stack: GatewayStack) -> Api:
+    return stack.api()
+
+
+def error_code(response: httpx.Response) -> str:
+    return response.json()["error"]["code"]
+
+
+def fields_of(response: httpx.Response) -> list[str]:
+    return [item["field"] for item in response.json()["error"]["fields"]]
+
+
+# --- the seeds' example ------------------------------------------------------------------------
+
+
+def test_seed_w1_w2_example_over_http(api: Api) -> None:
+    project = unique("seed")
+    setup_project(api, project)
+    for wallet in ("W1", "W2"):
+        open_system_wallet(api, project, wallet)
+    issue(api, project, "W1", "5")
+    issue(api, project, "W2", "7")
+
+    failing = api.post(
+        f"/projects/{project}/transactions",
+        json={
+            "reference_id": "w1w2-first",
+            "operations": [
+                {"type": "Transfer", "from_wallet_id": "W1", "to_wallet_id": "W2", "amount": "11"},
+                {"type": "Issue", "wallet_id": "W1", "amount": "6"},
+            ],
+        },
+    )
+    assert failing.status_code == 409, failing.text
+    body = failing.json()
+    assert body["status"] == "Failed"
+    assert body["error"]["code"] == "InsufficientFunds"
+    assert body["error"]["operation_index"] == 0
+    assert body["transaction"]["status"] == "Failed" and body["transaction"]["entries"] == []
+    assert api.get(f"/projects/{project}/wallets/W1").json()["balance"] == "5.00"
+    assert api.get(f"/projects/{project}/wallets/W2").json()["balance"] == "7.00"
+
+    reordered = api.post(
+        f"/projects/{project}/transactions",
+        json={
+            "reference_id": "w1w2-second",
+            "operations": [
+                {"type": "Issue", "wallet_id": "W1", "amount": "6"},
+                {"type": "Transfer", "from_wallet_id": "W1", "to_wallet_id": "W2", "amount": "11"},
+            ],
+        },
+    )
+    assert reordered.status_code == 201, reordered.text
+    transaction = reordered.json()["transaction"]
+    assert transaction["status"] == "Completed"
+    assert reordered.headers["Location"] == f"/projects/{project}/transactions/{transaction['transaction_id']}"
+    assert [(e["wallet_id"], e["type"], e["amount"], e["balance_after"]) for e in transaction["entries"]] == [
+        ("W1", "Issue", "6.00", "11.00"),
+        ("W1", "Debit", "11.00", "0.00"),
+        ("W2", "Credit", "11.00", "18.00"),
+    ]
+    assert api.get(f"/projects/{project}/wallets/W1").json()["balance"] == "0.00"
+    assert api.get(f"/projects/{project}/wallets/W2").json()["balance"] == "18.00"
+
+    # Both are recorded; the failed one says which operation failed and why.
+    failed = api.get(f"/projects/{project}/transactions", params={"reference_id": "w1w2-first"}).json()["items"]
+    assert len(failed) == 1 and failed[0]["error"]["code"] == "InsufficientFunds" and failed[0]["error"]["operation_index"] == 0
+    got = api.get(f"/projects/{project}/transactions/{transaction['transaction_id']}").json()
+    assert got["entries"] == transaction["entries"] and got["operations"][0] == {"type": "Issue", "wallet_id": "W1", "amount": "6"}
+
+
+# --- projects ------------------------------------------------------------------------------
+
+
+def test_projects(api: Api) -> None:
+    project = unique("proj")
+    created = api.post("/projects", json={"project_id": project, "name": "First"})
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == f"/projects/{project}"
+    assert created.json()["project"] == {"project_id": project, "name": "First", "created_at": created.json()["project"]["created_at"], "assets": []}
+
+    again = api.post("/projects", json={"project_id": project, "name": "Again"})
+    assert again.status_code == 409 and error_code(again) == "ProjectAlreadyExists"
+
+    # Without an ID the project's ID is derived from the reference ID (Idempotency-Key here).
+    reference = unique("ref-")
+    derived = api.post("/projects", json={"name": "Derived"}, headers={"Idempotency-Key": reference})
+    assert derived.status_code == 201, derived.text
+    derived_id = derived.json()["project"]["project_id"]
+    assert derived.json()["reference_id"] == reference
+    repeat = api.post("/projects", json={"name": "Derived"}, headers={"Idempotency-Key": reference})
+    assert repeat.status_code == 409 and error_code(repeat) == "DuplicateReferenceId"
+    assert repeat.json()["original"]["project"]["project_id"] == derived_id
+
+    mismatch = api.post("/projects", json={"name": "x", "reference_id": "a"}, headers={"Idempotency-Key": "b"})
+    assert mismatch.status_code == 422 and fields_of(mismatch) == ["header.Idempotency-Key"]
+
+    renamed = api.put(f"/projects/{project}/name", json={"name": "Renamed"})
+    assert renamed.status_code == 200 and renamed.json()["project"]["name"] == "Renamed"
+    api.ok("POST", f"/projects/{project}/assets", json={"asset_id": "pts", "code": "PTS", "name": "Points", "fractions": 1}, expect=201)
+    got = api.get(f"/projects/{project}").json()
+    assert got["name"] == "Renamed" and [a["asset_id"] for a in got["assets"]] == ["pts"]
+
+    listed: list[str] = []
+    page = 1
+    while True:
+        body = api.get("/projects", params={"page": page, "page_size": 2}).json()
+        assert body["page"] == page and body["page_size"] == 2 and len(body["items"]) <= 2
+        listed += [p["project_id"] for p in body["items"]]
+        if not body["has_more"]:
+            break
+        page += 1
+    assert project in listed and derived_id in listed and listed == sorted(listed)
+
+    missing = api.get("/projects/no-such-project")
+    assert missing.status_code == 404 and error_code(missing) == "ProjectNotFound"
+    rename_missing = api.put("/projects/no-such-project/name", json={"name": "x"})
+    assert rename_missing.status_code == 404 and rename_missing.json()["error"]["code"] == "ProjectNotFound"
+    bad_id = api.get("/projects/bad id!")
+    assert bad_id.status_code == 422 and fields_of(bad_id) == ["path.projectId"]
+    too_long = api.post("/projects", json={"project_id": "x" * 31, "name": "x"})
+    assert too_long.status_code == 422 and fields_of(too_long) == ["body.project_id"]
+
+
+# --- assets --------------------------------------------------------------------------------
+
+
+def test_assets(api: Api) -> None:
+    project = unique("asset")
+    api.ok("POST", "/projects", json={"project_id": project, "name": "Assets"}, expect=201)
+    created = api.post(f"/projects/{project}/assets", json={"asset_id": "usd", "code": "USD", "name": "Dollar"})
+    assert created.status_code == 201, created.text
+    assert created.headers["Location"] == f"/projects/{project}/currencies/usd"
+    assert created.json()["asset"] == {"project_id": project, "asset_id": "usd", "code": "USD", "name": "Dollar", "fractions": 100, "in_use": False}
+    api.ok("POST", f"/projects/{project}/assets", json={"asset_id": "eur", "code": "EUR", "name": "Euro"}, expect=201)
+    api.ok("POST", f"/projects/{project}/assets", json={"asset_id": "gold", "code": "AU", "name": "Gold", "fractions": 1000}, expect=201)
+
+    duplicate = api.post(f"/projects/{project}/assets", json={"asset_id": "usd", "code": "USD", "name": "Again"})
+    assert duplicate.status_code == 409 and error_code(duplicate) == "AssetAlreadyExists"
+    bad_fractions = api.post(f"/projects/{project}/assets", json={"code": "X", "name": "X", "fractions": 3})
+    assert bad_fractions.status_code == 422 and fields_of(bad_fractions) == ["body.fractions"]
+
+    first = api.get(f"/projects/{project}/assets", params={"page_size": 2}).json()
+    second = api.get(f"/projects/{project}/assets", params={"page_size": 2, "page": 2}).json()
+    assert [a["asset_id"] for a in first["items"]] == ["eur", "gold"] and first["has_more"]
+    assert [a["asset_id"] for a in second["items"]] == ["usd"] and not second["has_more"]
+
+    renamed = api.put(f"/projects/{project}/currencies/eur/name", json={"name": "Euro (EUR)"})
+    assert renamed.status_code == 200 and renamed.json()["asset"]["name"] == "Euro (EUR)"
+    assert api.get(f"/projects/{project}/currencies/eur").json()["name"] == "Euro (EUR)"
+    rename_missing = api.put(f"/projects/{project}/currencies/nope/name", json={"name": "x"})
+    assert rename_missing.status_code == 404 and error_code(rename_missing) == "AssetNotFound"
+
+    deleted = api.delete(f"/projects/{project}/currencies/eur")
+    assert deleted.status_code == 200 and deleted.json()["status"] == "Completed"
+    gone = api.get(f"/projects/{project}/currencies/eur")
+    assert gone.status_code == 404 and error_code(gone) == "AssetNotFound"
+    delete_missing = api.delete(f"/projects/{project}/currencies/eur")
+    assert delete_missing.status_code == 404 and error_code(delete_missing) == "AssetNotFound"
+
+    open_system_wallet(api, project, "fees")
+    in_use = api.delete(f"/projects/{project}/currencies/usd", headers={"Idempotency-Key": "del-usd"})
+    assert in_use.status_code == 409 and error_code(in_use) == "AssetInUse"
+    assert api.get(f"/projects/{project}/currencies/usd").json()["in_use"] is True
+    again = api.delete(f"/projects/{project}/currencies/usd", headers={"Idempotency-Key": "del-usd"})
+    assert again.status_code == 409 and error_code(again) == "DuplicateReferenceId"
+    assert again.json()["original"]["error"]["code"] == "AssetInUse"
+
+    unknown_project = api.get("/projects/no-such-project/assets")
+    assert unknown_project.status_code == 404 and error_code(unknown_project) == "ProjectNotFound"
+
+
+# --- customers ------------------------------------------------------------------------------
+
+
+def test_customers(api: Api) -> None:
+    project = unique("cust")
+    setup_project(api, project)
+    alice = "alice@example.com"
+    created = api.post(f"/projects/{project}/customers", json={"customer_id": alice, "name": "Alice"})
+    assert created.status_code == 200, created.text
+    assert created.json()["customer"] == {"project_id": project, "customer_id": alice, "name": "Alice", "description": "", "status": "Active"}
+    # PUT is the same upsert; only the given fields change.
+    updated = api.put(f"/projects/{project}/customers/{alice}", json={"description": "VIP"})
+    assert updated.status_code == 200 and updated.json()["customer"]["name"] == "Alice" and updated.json()["customer"]["description"] == "VIP"
+    spaced = "bob the builder"
+    api.ok("PUT", f"/projects/{project}/customers/{quote(spaced)}", json={"name": "Bob"})
+    api.ok("POST", f"/projects/{project}/customers", json={"customer_id": "carol"})
+    assert api.get(f"/projects/{project}/customers/{quote(spaced)}").json()["name"] == "Bob"
+
+    first = api.get(f"/projects/{project}/customers", params={"page_size": 2}).json()
+    second = api.get(f"/projects/{project}/customers", params={"page_size": 2, "page": 2}).json()
+    assert [c["customer_id"] for c in first["items"] + second["items"]] == [alice, spaced, "carol"]
+    assert first["has_more"] and not second["has_more"]
+
+    wallet = api.post(f"/projects/{project}/wallets", json={"customer_id": alice, "asset_id": "usd", "wallet_id": "alice-usd"})
+    assert wallet.status_code == 201
+    api.ok("POST", f"/projects/{project}/wallets", json={"customer_id": alice, "asset_id": "usd", "wallet_id": "alice-2"}, expect=201)
+    issue(api, project, "alice-usd", "3.50")
+
+    suspended = api.put(f"/projects/{project}/customers/{alice}/suspend")
+    assert suspended.status_code == 200, suspended.text
+    assert suspended.json()["customer"]["status"] == "Suspended"
+    assert sorted(w["wallet_id"] for w in suspended.json()["wallets"]) == ["alice-2", "alice-usd"]
+    blocked = api.post(f"/projects/{project}/wallets", json={"customer_id": alice, "asset_id": "usd"})
+    assert blocked.status_code == 409 and error_code(blocked) == "CustomerSuspended"
+    no_open = api.put(f"/projects/{project}/wallets/alice-usd/status", json={"status": "Open"})
+    assert no_open.status_code == 409 and error_code(no_open) == "CustomerSuspended"
+    frozen = api.post(
+        f"/projects/{project}/transactions", json={"reference_id": unique("t-"), "operations": [{"type": "Redeem", "wallet_id": "alice-usd", "amount": "1"}]}
+    )
+    assert frozen.status_code == 409 and error_code(frozen) == "WalletNotOpen"
+
+    resumed = api.put(f"/projects/{project}/customers/{alice}/resume", json={"reference_id": unique("resume-")})
+    assert resumed.status_code == 200 and resumed.json()["customer"]["status"] == "Active"
+    # Resuming the customer does not resume the wallets.
+    assert api.get(f"/projects/{project}/wallets/alice-usd").json()["status"] == "Suspended"
+
+    has_wallets = api.delete(f"/projects/{project}/customers/{alice}")
+    assert has_wallets.status_code == 409 and error_code(has_wallets) == "CustomerHasOpenWallets"
+    api.ok("PUT", f"/projects/{project}/wallets/alice-usd/status", json={"status": "Open"})
+    api.ok(
+        "POST",
+        f"/projects/{project}/transactions",
+        json={"reference_id": unique("empty-"), "operations": [{"type": "Redeem", "wallet_id": "alice-usd", "amount": "3.5"}]},
+        expect=201,
+    )
+    for wallet_id in ("alice-usd", "alice-2"):
+        api.ok("PUT", f"/projects/{project}/wallets/{wallet_id}/status", json={"status": "Closed"})
+    deleted = api.delete(f"/projects/{project}/customers/{alice}")
+    assert deleted.status_code == 200, deleted.text
+    gone = api.get(f"/projects/{project}/customers/{alice}")
+    assert gone.status_code == 404 and error_code(gone) == "CustomerNotFound"
+    # The closed wallets remain as history.
+    history = api.get(f"/projects/{project}/customers/{alice}/wallets").json()["items"]
+    assert {w["status"] for w in history} == {"Closed"}
+
+    for method, path in (("PUT", "suspend"), ("PUT", "resume"), ("DELETE", "")):
+        missing = api.request(method, f"/projects/{project}/customers/nobody/{path}".rstrip("/"))
+        assert missing.status_code == 404 and error_code(missing) == "CustomerNotFound", (method, path, missing.text)
+    nobody_wallets = api.get(f"/projects/{project}/customers/nobody/wallets")
+    assert nobody_wallets.status_code == 404 and error_code(nobody_wallets) == "CustomerNotFound"
+    wallet_for_nobody = api.post(f"/projects/{project}/wallets", json={"customer_id": "nobody", "asset_id": "usd"})
+    assert wallet_for_nobody.status_code == 404 and error_code(wallet_for_nobody) == "CustomerNotFound"
+    blank = api.get(f"/projects/{project}/customers/{quote('   ')}")
+    assert blank.status_code == 422 and fields_of(blank) == ["path.customerId"]
+    blank_write = api.put(f"/projects/{project}/customers/{quote('   ')}", json={})
+    assert blank_write.status_code == 422 and fields_of(blank_write) == ["path.customerId"]
+
+
+# --- wallets -------------------------------------------------------------------------------
+
+
+def test_wallets(api: Api) -> None:
+    project = unique("wal")
+    setup_project(api, project)
+    api.ok("POST", f"/projects/{project}/assets", json={"asset_id": "pts", "code": "PTS", "name": "Points", "fractions": 1}, expect=201)
+    api.ok("POST", f"/projects/{project}/customers", json={"customer_id": "dave"})
+
+    opened = api.post(
+        f"/projects/{project}/wallets", json={"customer_id": "dave", "asset_id": "usd", "wallet_id": "dave-1", "name": "Main", "description": "d"}
+    )
+    assert opened.status_code == 201, opened.text
+    assert opened.headers["Location"] == f"/projects/{project}/wallets/dave-1"
+    assert opened.json()["wallet"]["balance"] == "0.00" and opened.json()["wallet"]["status"] == "Open"
+    derived = api.post(f"/projects/{project}/wallets", json={"customer_id": "dave", "asset_id": "pts"})
+    assert derived.status_code == 201
+    derived_id = derived.json()["wallet"]["wallet_id"]
+    exists = api.post(f"/projects/{project}/wallets", json={"customer_id": "dave", "asset_id": "usd", "wallet_id": "dave-1"})
+    assert exists.status_code == 409 and error_code(exists) == "WalletAlreadyExists"
+    no_asset = api.post(f"/projects/{project}/wallets", json={"customer_id": "dave", "asset_id": "nope"})
+    assert no_asset.status_code == 404 and error_code(no_asset) == "AssetNotFound"
+
+    system = api.post(f"/projects/{project}/system-wallets", json={"asset_id": "usd", "wallet_id": "fees", "name": "Fees"})
+    assert system.status_code == 201 and system.json()["wallet"]["customer_id"] is None
+    open_system_wallet(api, project, "bonus", asset="pts")
+    systems = api.get(f"/projects/{project}/system-wallets").json()
+    assert [w["wallet_id"] for w in systems["items"]] == ["bonus", "fees"]
+    mine = api.get(f"/projects/{project}/customers/dave/wallets").json()
+    assert sorted(w["wallet_id"] for w in mine["items"]) == sorted(["dave-1", derived_id])
+
+    assert api.put(f"/projects/{project}/wallets/dave-1/name", json={"name": "Renamed"}).json()["wallet"]["name"] == "Renamed"
+    assert api.put(f"/projects/{project}/wallets/dave-1/description", json={"description": ""}).json()["wallet"]["description"] == ""
+    got = api.get(f"/projects/{project}/wallets/dave-1").json()
+    assert (got["name"], got["description"], got["customer_id"], got["asset_id"]) == ("Renamed", "", "dave", "usd")
+
+    issue(api, project, "dave-1", "1.25")
+    assert api.put(f"/projects/{project}/wallets/dave-1/status", json={"status": "Suspended"}).json()["wallet"]["status"] == "Suspended"
+    assert api.get(f"/projects/{project}/wallets/dave-1").json()["balance"] == "1.25"
+    assert api.put(f"/projects/{project}/wallets/dave-1/status", json={"status": "Open"}).status_code == 200
+    not_empty = api.put(f"/projects/{project}/wallets/dave-1/status", json={"status": "Closed"})
+    assert not_empty.status_code == 409 and error_code(not_empty) == "WalletNotEmpty"
+    mismatch = api.post(
+        f"/projects/{project}/transactions",
+        json={"reference_id": unique("mm-"), "operations": [{"type": "Transfer", "from_wallet_id": "dave-1", "to_wallet_id": "bonus", "amount": "1"}]},
+    )
+    assert mismatch.status_code == 422 and error_code(mismatch) == "AssetMismatch"
+    assert api.put(f"/projects/{project}/wallets/{derived_id}/status", json={"status": "Closed"}).status_code == 200
+    closed = api.put(f"/projects/{project}/wallets/{derived_id}/status", json={"status": "Open"})
+    assert closed.status_code == 409 and error_code(closed) == "WalletClosed"
+    bad_status = api.put(f"/projects/{project}/wallets/dave-1/status", json={"status": "Frozen"})
+    assert bad_status.status_code == 422 and fields_of(bad_status) == ["body.status"]
+
+    missing = api.get(f"/projects/{project}/wallets/nope")
+    assert missing.status_code == 404 and error_code(missing) == "WalletNotFound"
+    missing_write = api.put(f"/projects/{project}/wallets/nope/name", json={"name": "x"})
+    assert missing_write.status_code == 404 and error_code(missing_write) == "WalletNotFound"
+    missing_entries = api.get(f"/projects/{project}/wallets/nope/entries")
+    assert missing_entries.status_code == 404 and error_code(missing_entries) == "WalletNotFound"
+    bad_wallet = api.put(f"/projects/{project}/wallets/{quote('no/pe!')}/name", json={"name": "x"})
+    assert bad_wallet.status_code in (404, 422)
+    bad_wallet = api.put(f"/projects/{project}/wallets/{quote('nope!')}/name", json={"name": "x"})
+    assert bad_wallet.status_code == 422 and fields_of(bad_wallet) == ["path.walletId"]
+    unknown_project = api.get("/projects/no-such-project/system-wallets")
+    assert unknown_project.status_code == 404 and error_code(unknown_project) == "ProjectNotFound"
+
+
+# --- transactions, entries, paging, time filters ---------------------------------------------
+
+
+def test_transactions_entries_paging_and_time_filters(api: Api, stack: GatewayStack) -> None:
+    project = unique("tx")
+    setup_project(api, project)
+    for wallet in ("a", "b"):
+        open_system_wallet(api, project, wallet)
+
+    transactions = []
+    for i in range(7):
+        response = api.post(
+            f"/projects/{project}/transactions",
+            json={
+                "reference_id": f"t{i}",
+                "description": f"number {i}",
+                "operations": [
+                    {"type": "Issue", "wallet_id": "a", "amount": f"{i + 1}.10"},
+                    {"type": "Transfer", "from_wallet_id": "a", "to_wallet_id": "b", "amount": "0.1"},
+                ],
+            },
+        )
+        assert response.status_code == 201, response.text
+        transactions.append(response.json()["transaction"])
+        time.sleep(0.01)  # distinct created_at (each is its own batch anyway)
+    ids = [t["transaction_id"] for t in transactions]
+
+    pages = [api.get(f"/projects/{project}/transactions", params={"page": n, "page_size": 3}).json() for n in (1, 2, 3)]
+    assert [len(p["items"]) for p in pages] == [3, 3, 1] and [p["has_more"] for p in pages] == [True, True, False]
+    assert [t["transaction_id"] for p in pages for t in p["items"]] == ids
+    assert pages[0]["items"][0]["entries"] == transactions[0]["entries"]
+    assert api.get(f"/projects/{project}/transactions", params={"page": 4, "page_size": 3}).json()["items"] == []
+
+    # [from, to): from inclusive, to exclusive.
+    window = api.get(
+        f"/projects/{project}/transactions", params={"from": transactions[2]["created_at"], "to": transactions[5]["created_at"]}
+    ).json()
+    assert [t["transaction_id"] for t in window["items"]] == ids[2:5]
+    later = datetime.fromisoformat(transactions[-1]["created_at"]) + timedelta(seconds=1)
+    assert api.get(f"/projects/{project}/transactions", params={"from": later.isoformat()}).json()["items"] == []
+    naive_utc = datetime.fromisoformat(transactions[3]["created_at"]).replace(tzinfo=None).isoformat()
+    assert [t["transaction_id"] for t in api.get(f"/projects/{project}/transactions", params={"from": naive_utc}).json()["items"]] == ids[3:]
+
+    by_reference = api.get(f"/projects/{project}/transactions", params={"reference_id": "t4"}).json()
+    assert [t["transaction_id"] for t in by_reference["items"]] == [ids[4]]
+    assert api.get(f"/projects/{project}/transactions", params={"reference_id": "never"}).json()["items"] == []
+    got = api.get(f"/projects/{project}/transactions/{ids[1]}").json()
+    assert got["reference_id"] == "t1" and got["description"] == "number 1" and got["status"] == "Completed"
+    missing = api.get(f"/projects/{project}/transactions/00000000-0000-0000-0000-000000000000")
+    assert missing.status_code == 404 and error_code(missing) == "TransactionNotFound"
+
+    # Wallet a: 7 Issues and 7 Debits, in (created_at, entry_id) order, balance_after adds up.
+    entries = []
+    page = 1
+    while True:
+        body = api.get(f"/projects/{project}/wallets/a/entries", params={"page": page, "page_size": 4}).json()
+        entries += body["items"]
+        if not body["has_more"]:
+            break
+        page += 1
+    assert page == 4 and len(entries) == 14
+    assert [e["type"] for e in entries] == ["Issue", "Debit"] * 7
+    assert [e["transaction_id"] for e in entries[::2]] == ids
+    assert entries[0]["amount"] == "1.10" and entries[0]["balance_after"] == "1.10" and entries[1]["balance_after"] == "1.00"
+    assert entries[-1]["balance_after"] == api.get(f"/projects/{project}/wallets/a").json()["balance"] == "28.00"
+    ranged = api.get(
+        f"/projects/{project}/wallets/b/entries", params={"from": transactions[1]["created_at"], "to": transactions[3]["created_at"]}
+    ).json()["items"]
+    assert [(e["type"], e["transaction_id"], e["balance_after"]) for e in ranged] == [("Credit", ids[1], "0.20"), ("Credit", ids[2], "0.30")]
+
+    # Bad parameters name the parameter.
+    for params, field in (
+        ({"page_size": 501}, "query.page_size"),
+        ({"page_size": 0}, "query.page_size"),
+        ({"page": 0}, "query.page"),
+        ({"page": "x"}, "query.page"),
+        ({"from": "yesterday"}, "query.from"),
+        ({"to": "2024-13-01"}, "query.to"),
+        ({"from": "2025-01-02T00:00:00Z", "to": "2025-01-01T00:00:00Z"}, "query.from"),
+    ):
+        for path in ("transactions", "wallets/a/entries"):
+            response = api.get(f"/projects/{project}/{path}", params=params)
+            assert response.status_code == 422 and fields_of(response) == [field], (path, params, response.text)
+
+    # Writes: malformed input is refused before anything is published, naming the field.
+    def post(body: dict | str, **kwargs) -> httpx.Response:
+        if isinstance(body, str):
+            return api.post(f"/projects/{project}/transactions", content=body, headers={"content-type": "application/json"})
+        return api.post(f"/projects/{project}/transactions", json=body, **kwargs)
+
+    issue_one = [{"type": "Issue", "wallet_id": "a", "amount": "1"}]
+    cases = [
+        ({"operations": issue_one}, ["body.reference_id"], None),
+        ({"reference_id": "x", "operations": []}, ["body.operations"], None),
+        ({"reference_id": "x", "operations": issue_one, "extra": 1}, ["body.extra"], None),
+        ({"reference_id": "x", "operations": [*issue_one, {"type": "Issue", "wallet_id": "a", "amount": 1.5}]}, ["body.operations.1.amount"], 1),
+        ({"reference_id": "x", "operations": [{"type": "Issue", "wallet_id": "a", "amount": "-1"}]}, ["body.operations.0.amount"], 0),
+        ({"reference_id": "x", "operations": [{"type": "Burn", "wallet_id": "a", "amount": "1"}]}, ["body.operations.0"], 0),
+        ({"reference_id": "x", "operations": [{"type": "Transfer", "from_wallet_id": "a", "to_wallet_id": "a", "amount": "1"}]}, ["body.operations.0"], 0),
+        ({"reference_id": "", "operations": issue_one}, ["body.reference_id"], None),
+    ]
+    for body, fields, operation_index in cases:
+        response = post(body)
+        assert response.status_code == 422, (body, response.text)
+        assert fields_of(response) == fields and response.json()["error"]["operation_index"] == operation_index, (body, response.text)
+    assert post("{not json").status_code == 422 and fields_of(post("{not json")) == ["body"]
+    assert post("[]").status_code == 422
+    form = api.post(f"/projects/{project}/transactions", content="a=b", headers={"content-type": "application/x-www-form-urlencoded"})
+    assert form.status_code == 415 and error_code(form) == "UnsupportedMediaType"
+
+    # Too many decimals for the asset: the processor's ValidationError, with the operation index.
+    scale = post({"reference_id": unique("scale-"), "operations": [*issue_one, {"type": "Issue", "wallet_id": "a", "amount": "0.001"}]})
+    assert scale.status_code == 422 and error_code(scale) == "ValidationError" and scale.json()["error"]["operation_index"] == 1
+    assert scale.json()["transaction"]["status"] == "Failed"
+    unknown_wallet = post({"reference_id": unique("unk-"), "operations": [{"type": "Issue", "wallet_id": "ghost", "amount": "1"}]})
+    assert unknown_wallet.status_code == 404 and error_code(unknown_wallet) == "WalletNotFound"
+    duplicate = post({"reference_id": "t0", "operations": issue_one})
+    assert duplicate.status_code == 409 and error_code(duplicate) == "DuplicateReferenceId"
+    assert duplicate.json()["original"]["transaction"]["transaction_id"] == ids[0]
+    api.ok("POST", f"/projects/{project}/assets", json={"asset_id": "wei", "code": "WEI", "name": "Wei", "fractions": 10**18}, expect=201)
+    open_system_wallet(api, project, "big", asset="wei")
+    too_big = post(
+        {
+            "reference_id": unique("big-"),
+            "operations": [{"type": "Issue", "wallet_id": "big", "amount": "9" * 20}, {"type": "Issue", "wallet_id": "big", "amount": "1"}],
+        }
+    )
+    assert too_big.status_code == 409 and error_code(too_big) == "BalanceLimitExceeded" and too_big.json()["error"]["operation_index"] == 1
+
+    # The stored result of any write, by reference (where a 202's Location points).
+    stored = api.get(f"/projects/{project}/requests/t3")
+    assert stored.status_code == 200 and stored.json()["transaction"]["transaction_id"] == ids[3]
+    not_yet = api.get(f"/projects/{project}/requests/{quote('no/such ref', safe='')}")
+    assert not_yet.status_code == 404 and error_code(not_yet) == "RequestNotFound"
+
+    # Routing errors are errors in the same shape.
+    assert error_code(api.get("/nowhere")) == "NotFound"
+    method = api.patch(f"/projects/{project}/transactions")
+    assert method.status_code == 405 and error_code(method) == "MethodNotAllowed"
+
+
+# --- access rules -----------------------------------------------------------------------------
+
+
+def test_access_rules(stack: GatewayStack) -> None:
+    operator = stack.api()
+    project, other = unique("acc"), unique("oth")
+    for p in (project, other):
+        setup_project(operator, p)
+        operator.ok("POST", f"/projects/{p}/customers", json={"customer_id": "erin"})
+        operator.ok("POST", f"/projects/{p}/customers", json={"customer_id": "frank"})
+        operator.ok("POST", f"/projects/{p}/wallets", json={"customer_id": "erin", "asset_id": "usd", "wallet_id": "erin-w"}, expect=201)
+        operator.ok("POST", f"/projects/{p}/wallets", json={"customer_id": "frank", "asset_id": "usd", "wallet_id": "frank-w"}, expect=201)
+        open_system_wallet(operator, p, "sys")
+        issue(operator, p, "erin-w", "2")
+
+    project_api = stack.api(stack.key("project", project=project))
+    customer_api = stack.api(stack.key("customer", project=project, customer="erin"))
+    anonymous = Api(stack.base_url, None)
+    garbage = stack.api("cwk_" + "x" * 43)
+
+    # 401: no key, an unknown key, a revoked key.
+    engine = sa.create_engine(stack.database_url)
+    try:
+        revoked = create_key(engine, kind="operator")
+        assert revoke_key(engine, revoked.key_id)
+        used_then_revoked = create_key(engine, kind="project", project_id=project)
+        assert stack.api(used_then_revoked.token).get(f"/projects/{project}").status_code == 200
+        revoke_key(engine, used_then_revoked.key_id)
+    finally:
+        engine.dispose()
+    for client in (anonymous, garbage, stack.api(revoked.token), stack.api(used_then_revoked.token)):
+        for method, path in (("GET", "/projects"), ("GET", f"/projects/{project}/wallets/erin-w"), ("POST", "/projects")):
+            response = client.request(method, path, json={"name": "x"} if method == "POST" else None)
+            assert response.status_code == 401 and error_code(response) == "Unauthorized", (method, path, response.text)
+            assert response.headers["WWW-Authenticate"].startswith("ApiKey")
+
+    # Every endpoint class, for the project key and the customer key, own project vs another.
+    reads_own = [
+        f"/projects/{project}",
+        f"/projects/{project}/assets",
+        f"/projects/{project}/currencies/usd",
+        f"/projects/{project}/customers",
+        f"/projects/{project}/customers/erin",
+        f"/projects/{project}/system-wallets",
+        f"/projects/{project}/transactions",
+        f"/projects/{project}/requests/whatever",
+    ]
+    customer_reads = [
+        f"/projects/{project}/wallets/erin-w",
+        f"/projects/{project}/wallets/erin-w/entries",
+        f"/projects/{project}/customers/erin/wallets",
+    ]
+    writes = [
+        ("PUT", "/projects/{p}/name", {"name": "x"}),
+        ("POST", "/projects/{p}/assets", {"asset_id": unique("a"), "code": "A", "name": "A"}),
+        ("PUT", "/projects/{p}/currencies/usd/name", {"name": "Dollar"}),
+        ("POST", "/projects/{p}/customers", {"customer_id": "erin"}),
+        ("PUT", "/projects/{p}/customers/erin", {"name": "Erin"}),
+        ("PUT", "/projects/{p}/customers/frank/resume", None),
+        ("PUT", "/projects/{p}/wallets/erin-w/name", {"name": "E"}),
+        ("PUT", "/projects/{p}/wallets/erin-w/description", {"description": "E"}),
+        ("PUT", "/projects/{p}/wallets/erin-w/status", {"status": "Open"}),
+        ("POST", "/projects/{p}/system-wallets", {"asset_id": "usd"}),
+        ("POST", "/projects/{p}/wallets", {"customer_id": "frank", "asset_id": "usd"}),
+        ("POST", "/projects/{p}/transactions", {"reference_id": unique("r"), "operations": [{"type": "Issue", "wallet_id": "sys", "amount": "1"}]}),
+        ("DELETE", "/projects/{p}/currencies/nope", None),
+        ("DELETE", "/projects/{p}/customers/nobody", None),
+        ("PUT", "/projects/{p}/customers/nobody/suspend", None),
+    ]
+
+    forbidden_body = None
+
+    def assert_forbidden(response: httpx.Response, what: object) -> None:
+        nonlocal forbidden_body
+        assert response.status_code == 403, (what, response.status_code, response.text)
+        # One body for every refusal: nothing says whether the thing exists.
+        forbidden_body = forbidden_body or response.json()
+        assert response.json() == forbidden_body, what
+
+    def elsewhere(path: str) -> list[str]:
+        return [path.replace(project, other, 1), path.replace(project, "no-such-project", 1)]
+
+    # The project key: everything in its project, nothing elsewhere, whether it exists or not.
+    for path in reads_own + customer_reads:
+        assert project_api.get(path).status_code in (200, 404), path
+        for foreign in elsewhere(path):
+            assert_forbidden(project_api.get(foreign), foreign)
+    for method, path, body in writes:
+        own = project_api.request(method, path.format(p=project), json=body)
+        assert own.status_code < 500 and own.status_code not in (401, 403), (method, path, own.text)
+        for target in (other, "no-such-project"):
+            assert_forbidden(project_api.request(method, path.format(p=target), json=body), (method, path, target))
+    assert [p["project_id"] for p in project_api.get("/projects").json()["items"]] == [project]
+    assert_forbidden(project_api.post("/projects", json={"name": "x"}), "create project")
+
+    # The customer key: read-only, its own wallets and their entries, nothing else.
+    assert customer_api.get(f"/projects/{project}/wallets/erin-w").json()["balance"] == "2.00"
+    assert [e["type"] for e in customer_api.get(f"/projects/{project}/wallets/erin-w/entries").json()["items"]] == ["Issue"]
+    assert [w["wallet_id"] for w in customer_api.get(f"/projects/{project}/customers/erin/wallets").json()["items"]] == ["erin-w"]
+    for path in (
+        f"/projects/{project}/wallets/frank-w",
+        f"/projects/{project}/wallets/frank-w/entries",
+        f"/projects/{project}/wallets/sys",
+        f"/projects/{project}/wallets/no-such-wallet",
+        f"/projects/{project}/wallets/no-such-wallet/entries",
+        f"/projects/{project}/customers/frank/wallets",
+        f"/projects/{project}/customers/nobody/wallets",
+        *reads_own,
+        "/projects",
+    ):
+        assert_forbidden(customer_api.get(path), path)
+    for path in customer_reads:
+        for foreign in elsewhere(path):
+            assert_forbidden(customer_api.get(foreign), foreign)
+    for method, path, body in writes:
+        assert_forbidden(customer_api.request(method, path.format(p=project), json=body), (method, path))
+    assert_forbidden(customer_api.post("/projects", json={"name": "x"}), "create project")
+
+    # The operator key: every project.
+    for p in (project, other):
+        assert operator.get(f"/projects/{p}/wallets/frank-w").status_code == 200
+    assert {project, other} <= {p["project_id"] for p in operator.get("/projects", params={"page_size": 500}).json()["items"]}
+
+    # The OpenAPI document names the key scheme.
+    schemes = anonymous.get("/openapi.json").json()["components"]["securitySchemes"]
+    assert [(s["type"], s["in"], s["name"]) for s in schemes.values()] == [("apiKey", "header", "X-Api-Key")]
+
+
+def test_gateway_key_cli(stack: GatewayStack) -> None:
+    project = unique("cli")
+    setup_project(stack.api(), project)
+    env = {**stack.topology.env(), "PATH": "/usr/bin:/bin"}
+    created = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "gateway-key", "create", "--kind", "project", "--project", project, "--label", "cli"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    assert token.startswith("cwk_") and len(token) == 47 and "shown only this once" in created.stderr
+    assert stack.api(token).get(f"/projects/{project}").status_code == 200
+    listed = subprocess.run([sys.executable, "-m", "processor.cli", "gateway-key", "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0 and token not in listed.stdout and project in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "processor.cli", "gateway-key", "create", "--kind", "customer", "--project", project],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--customer" in bad.stderr
+
+
+# --- no result in time: 202, then poll ---------------------------------------------------------
+
+
+def test_write_without_result_in_time_answers_202_and_the_location_gets_the_result(topology, processors, database_url: str, tmp_path) -> None:
+    # A gateway whose processor is not running yet: nothing can answer within the wait.
+    gateway = GatewayProcess(topology=topology, log_dir=tmp_path, name="gateway-202", extra_env={"CLOUDWALLET_RESULT_WAIT_SECONDS": "0.5"})
+    try:
+        gateway.wait_ready()
+        engine = sa.create_engine(database_url)
+        try:
+            api = Api(gateway.base_url, create_key(engine, kind="operator").token)
+        finally:
+            engine.dispose()
+        project = unique("late")
+        pending = api.post("/projects", json={"project_id": project, "name": "Late"}, headers={"Idempotency-Key": "create-late"})
+        assert pending.status_code == 202, pending.text
+        assert pending.json() == {
+            "reference_id": "create-late",
+            "project_id": project,
+            "type": "project.create",
+            "status": "Pending",
+            "location": f"/projects/{project}/requests/create-late",
+        }
+        location = pending.headers["Location"]
+        assert location == pending.json()["location"]
+        assert api.get(location).status_code == 404  # no project yet
+
+        processors("late")
+        deadline = time.monotonic() + 60
+        while (polled := api.get(location)).status_code != 200 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert polled.status_code == 200, polled.text
+        assert polled.json()["status"] == "Completed" and polled.json()["project"]["project_id"] == project
+        assert api.get(f"/projects/{project}").json()["name"] == "Late"
+    finally:
+        gateway.stop()
