@@ -1,0 +1,217 @@
+"""Storage on real PostgreSQL: the database guards the invariants, the unit of work loads, locks
+and writes what the engine needs, and concurrent batches neither deadlock nor lose updates."""
+
+from __future__ import annotations
+
+import json
+import threading
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from processor.ledger.keys import state_keys
+from processor.service import process_batch
+from processor.storage.audit import audit_ledger
+from processor.storage.unit_of_work import UnitOfWork
+from processor.stream.decode import SourceRecord
+from schemas.requests import RequestAdapter
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def engine(database_url: str):
+    created = sa.create_engine(database_url, pool_size=8)
+    yield created
+    created.dispose()
+
+
+def records(requests: list[dict], *, partition: int = 0, start: int = 0, topic: str = "storage-test") -> list[SourceRecord]:
+    return [
+        SourceRecord(topic=topic, partition=partition, offset=start + i, key=None, value=json.dumps(r).encode())
+        for i, r in enumerate(requests)
+    ]
+
+
+def apply(engine: sa.Engine, requests: list[dict], **where) -> list:
+    report = process_batch(engine=engine, records=records(requests, **where), consumer_group="storage-test", max_request_bytes=1 << 20)
+    return [reply.result for reply in report.replies]
+
+
+@pytest.fixture
+def project(engine: sa.Engine) -> str:
+    project_id = f"st-{uuid.uuid4().hex[:10]}"
+    results = apply(
+        engine,
+        [
+            {"type": "project.create", "project_id": project_id, "name": "Storage", "reference_id": "p"},
+            {"type": "asset.create", "project_id": project_id, "asset_id": "usd", "code": "USD", "name": "Dollar", "reference_id": "a"},
+            {"type": "customer.upsert", "project_id": project_id, "customer_id": "c1", "reference_id": "c"},
+            {"type": "wallet.open", "project_id": project_id, "customer_id": "c1", "asset_id": "usd", "wallet_id": "A", "reference_id": "wa"},
+            {"type": "wallet.open", "project_id": project_id, "customer_id": "c1", "asset_id": "usd", "wallet_id": "B", "reference_id": "wb"},
+            {"type": "transaction.run", "project_id": project_id, "reference_id": "fund", "operations": [
+                {"type": "Issue", "wallet_id": "A", "amount": "1000"}, {"type": "Issue", "wallet_id": "B", "amount": "1000"}]},
+        ],
+    )
+    assert all(r.status.value == "Completed" for r in results), results
+    return project_id
+
+
+# ------------------------------------------------------------------------ database constraints
+
+
+@pytest.mark.parametrize(
+    ("statement", "violation"),
+    [
+        ("UPDATE wallets SET balance = -1 WHERE project_id = :p AND wallet_id = 'A'", "ck_wallets_balance_not_negative"),
+        ("UPDATE wallets SET status = 'Closed' WHERE project_id = :p AND wallet_id = 'A'", "ck_wallets_closed_is_empty"),
+        ("UPDATE wallets SET status = 'Frozen' WHERE project_id = :p AND wallet_id = 'A'", "ck_wallets_status_known"),
+        ("UPDATE wallet_entries SET amount = amount + 1 WHERE project_id = :p", "append-only"),
+        ("DELETE FROM wallet_entries WHERE project_id = :p", "append-only"),
+        ("TRUNCATE wallet_entries CASCADE", "append-only"),
+        ("INSERT INTO wallets (project_id, wallet_id, asset_id, status, balance, created_at, updated_at) "
+         "VALUES (:p, 'X', 'no-such-asset', 'Open', 0, now(), now())", "fk_wallets_project_id_asset_id_assets"),
+        ("INSERT INTO processed_requests (project_id, reference_id, request_type, result, created_at) "
+         "VALUES (:p, 'fund', 'transaction.run', '{}', now())", "pk_processed_requests"),
+        ("INSERT INTO transactions (project_id, transaction_id, reference_id, status, operations, created_at) "
+         "VALUES (:p, 'tx-dup', 'fund', 'Completed', '[]', now())", "uq_transactions_project_id_reference_id"),
+        ("INSERT INTO transactions (project_id, transaction_id, reference_id, status, operations, created_at) "
+         "VALUES (:p, 'tx-x', 'x', 'Failed', '[]', now())", "ck_transactions_failed_has_error"),
+        ("INSERT INTO wallet_entries (project_id, wallet_id, transaction_id, operation_index, entry_type, amount, balance_after, created_at) "
+         "SELECT :p, 'A', transaction_id, 9, 'Issue', 0, 1, now() FROM transactions WHERE project_id = :p LIMIT 1", "ck_wallet_entries_amount_positive"),
+        ("INSERT INTO wallet_entries (project_id, wallet_id, transaction_id, operation_index, entry_type, amount, balance_after, created_at) "
+         "SELECT :p, 'A', transaction_id, 9, 'Debit', 1, -1, now() FROM transactions WHERE project_id = :p LIMIT 1", "ck_wallet_entries_balance_after_not_negative"),
+        ("UPDATE assets SET fractions = 3 WHERE project_id = :p", "ck_assets_fractions_power_of_ten"),
+    ],
+)
+def test_the_database_refuses_what_the_engine_must_never_produce(engine, project, statement, violation):
+    with pytest.raises(sa.exc.DBAPIError) as refused:
+        with engine.begin() as connection:
+            connection.execute(sa.text(statement), {"p": project})
+    assert violation in str(refused.value)
+
+
+# ------------------------------------------------------------------------ unit of work
+
+
+def test_load_state_loads_and_locks_what_the_keys_ask_for(engine, project):
+    requests = [
+        RequestAdapter.validate_python(r)
+        for r in (
+            {"type": "customer.suspend", "project_id": project, "customer_id": "c1", "reference_id": "s"},
+            {"type": "transaction.run", "project_id": project, "reference_id": "fund", "operations": [{"type": "Issue", "wallet_id": "A", "amount": "1"}]},
+        )
+    ]
+    with UnitOfWork(engine) as uow:
+        state = uow.load_state(state_keys(requests))
+        locked = uow.connection.execute(
+            sa.text(
+                "SELECT relation::regclass::text, mode FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'relation' "
+                "AND relation::regclass::text IN ('wallets', 'customers')"
+            )
+        ).all()
+    assert set(state.wallets) == {(project, "A"), (project, "B")}
+    assert sorted(state.customer_wallets[(project, "c1")]) == [(project, "A"), (project, "B")]
+    assert state.wallets[(project, "A")].balance == 100000
+    assert set(state.assets) == {(project, "usd")}
+    assert (project, "fund") in state.references and state.references[(project, "fund")].status.value == "Completed"
+    assert uow.reference_sources[(project, "fund")] == ("storage-test", 0, 5)
+    assert ("wallets", "RowShareLock") in locked and ("customers", "RowShareLock") in locked, locked
+
+
+def test_stored_offsets_never_move_back(engine):
+    group = f"g-{uuid.uuid4().hex[:6]}"
+    with UnitOfWork(engine) as uow:
+        uow.store_offsets(consumer_group=group, offsets={("t", 0): 50, ("t", 1): 7}, now=NOW)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        uow.store_offsets(consumer_group=group, offsets={("t", 0): 10, ("t", 1): 9}, now=NOW)
+        uow.commit()
+    with UnitOfWork(engine) as uow:
+        assert uow.load_offsets(consumer_group=group, topic="t") == {0: 50, 1: 9}
+
+
+def test_a_batch_that_fails_commits_nothing(engine, project):
+    before = audit_ledger(engine, project_id=project)
+    with pytest.raises(RuntimeError):
+        with UnitOfWork(engine) as uow:
+            uow.store_offsets(consumer_group="rollback", offsets={("t", 0): 1}, now=NOW)
+            raise RuntimeError("crash before commit")
+    with UnitOfWork(engine) as uow:
+        assert uow.load_offsets(consumer_group="rollback", topic="t") == {}
+    assert before.ok
+
+
+def test_redelivered_record_is_answered_with_its_stored_result_and_others_as_duplicates(engine, project):
+    request = {"type": "transaction.run", "project_id": project, "reference_id": "once", "operations": [
+        {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "5"}]}
+    first = apply(engine, [request], partition=3, start=100)
+    replay = apply(engine, [request], partition=3, start=100)  # the very same record again
+    other = apply(engine, [request], partition=1, start=7)  # the same reference, another record
+    assert first[0].status.value == "Completed"
+    assert replay[0] == first[0]
+    assert other[0].error.code.value == "DuplicateReferenceId" and other[0].original == first[0]
+    with engine.connect() as connection:
+        balances = dict(connection.execute(sa.text("SELECT wallet_id, balance FROM wallets WHERE project_id = :p"), {"p": project}).all())
+    assert balances == {"A": 99500, "B": 100500}
+
+
+# ------------------------------------------------------------------------ concurrency
+
+
+def test_concurrent_batches_in_opposite_directions_neither_deadlock_nor_lose_updates(engine, project):
+    """Two processors move money A->B and B->A at once; sorted locks keep them from deadlocking."""
+    rounds = 15
+    errors: list[BaseException] = []
+
+    def worker(name: str, source: str, target: str, partition: int) -> None:
+        try:
+            for i in range(rounds):
+                batch = [
+                    {"type": "transaction.run", "project_id": project, "reference_id": f"{name}-{i}-{j}", "operations": [
+                        {"type": "Transfer", "from_wallet_id": source, "to_wallet_id": target, "amount": "1"}]}
+                    for j in range(10)
+                ]
+                results = apply(engine, batch, partition=partition, start=i * 10)
+                assert all(r.status.value == "Completed" for r in results)
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [
+        threading.Thread(target=worker, args=("ab", "A", "B", 10)),
+        threading.Thread(target=worker, args=("ba", "B", "A", 11)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    with engine.connect() as connection:
+        balances = dict(connection.execute(sa.text("SELECT wallet_id, balance FROM wallets WHERE project_id = :p"), {"p": project}).all())
+    assert balances == {"A": 100000, "B": 100000}, "same number of transfers each way"
+    assert audit_ledger(engine, project_id=project).ok
+
+
+def test_the_same_reference_in_two_concurrent_batches_is_applied_once(engine, project):
+    barrier = threading.Barrier(2)
+    outcomes: list = []
+
+    def worker(partition: int) -> None:
+        barrier.wait()
+        outcomes.extend(apply(engine, [{"type": "transaction.run", "project_id": project, "reference_id": "contested", "operations": [
+            {"type": "Redeem", "wallet_id": "A", "amount": "3"}]}], partition=partition, start=0))
+
+    threads = [threading.Thread(target=worker, args=(p,)) for p in (20, 21)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    codes = sorted(r.error.code.value if r.error else "Completed" for r in outcomes)
+    assert codes == ["Completed", "DuplicateReferenceId"]
+    with engine.connect() as connection:
+        balance = connection.execute(sa.text("SELECT balance FROM wallets WHERE project_id = :p AND wallet_id = 'A'"), {"p": project}).scalar_one()
+    assert balance == 99700
