@@ -47,6 +47,7 @@ class ProcessorSettings(DatabaseSettings):
     dlq_topic: str = "wallet.requests.dlq"
     requests_partitions: int = Field(default=8, ge=1, le=10_000)
     results_partitions: int = Field(default=8, ge=1, le=10_000)
+    topic_replication_factor: int = Field(default=1, ge=1, le=32, description="replication factor of topics the app creates")
     consumer_group: str = "cloudwallet-processor"
     batch_max_records: int = Field(default=1000, ge=1, le=100_000, description="records per poll and per database transaction")
     batch_linger_ms: int = Field(default=5, ge=0, le=10_000, description="how long a poll waits to fill a batch")

@@ -14,15 +14,15 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(*, settings: ProcessorSettings) -> None:
     wanted = [
-        NewTopic(settings.requests_topic, num_partitions=settings.requests_partitions, replication_factor=1),
+        NewTopic(settings.requests_topic, num_partitions=settings.requests_partitions, replication_factor=settings.topic_replication_factor),
         # Compacted: the topic keeps the latest result per project/reference ID key.
         NewTopic(
             settings.results_topic,
             num_partitions=settings.results_partitions,
-            replication_factor=1,
+            replication_factor=settings.topic_replication_factor,
             topic_configs={"cleanup.policy": "compact"},
         ),
-        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=1),
+        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=settings.topic_replication_factor),
     ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="cloudwallet-admin")
     await admin.start()
