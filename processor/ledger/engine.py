@@ -379,7 +379,7 @@ class _Batch:
         if wallet.status == WalletStatus.Closed:
             _reject(ErrorCode.WalletClosed, f"wallet {wallet.wallet_id!r} is closed; Closed is final")
         if target == WalletStatus.Closed and wallet.balance != 0:
-            _reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} has a non-zero balance")
+            _reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} still holds {self._wallet_view(wallet).balance}: only an empty wallet can be closed")
         if target == WalletStatus.Open and wallet.customer_id is not None:
             owner = self.work.customers[(project_id, wallet.customer_id)]  # loader contract
             if owner.status == CustomerStatus.Suspended:
@@ -439,7 +439,13 @@ class _Batch:
                 amount = self._minor(operation.amount, assets[(project_id, source.asset_id)].fractions, index)
                 source_balance = balances.get(source.key, source.balance) - amount
                 if source_balance < 0:
-                    _reject(ErrorCode.InsufficientFunds, f"wallet {source.wallet_id!r} has insufficient funds", index)
+                    fractions = assets[(project_id, source.asset_id)].fractions
+                    _reject(
+                        ErrorCode.InsufficientFunds,
+                        f"wallet {source.wallet_id!r} holds {format_minor_units(source_balance + amount, fractions=fractions)}, "
+                        f"the transfer needs {format_minor_units(amount, fractions=fractions)}",
+                        index,
+                    )
                 target_balance = balances.get(target.key, target.balance) + amount
                 if target_balance > MAX_BALANCE_MINOR:
                     _reject(ErrorCode.BalanceLimitExceeded, f"wallet {target.wallet_id!r} would exceed the balance limit", index)
@@ -461,7 +467,13 @@ class _Batch:
                 amount = self._minor(operation.amount, assets[(project_id, wallet.asset_id)].fractions, index)
                 balance = balances.get(wallet.key, wallet.balance) - amount
                 if balance < 0:
-                    _reject(ErrorCode.InsufficientFunds, f"wallet {wallet.wallet_id!r} has insufficient funds", index)
+                    fractions = assets[(project_id, wallet.asset_id)].fractions
+                    _reject(
+                        ErrorCode.InsufficientFunds,
+                        f"wallet {wallet.wallet_id!r} holds {format_minor_units(balance + amount, fractions=fractions)}, "
+                        f"the redemption needs {format_minor_units(amount, fractions=fractions)}",
+                        index,
+                    )
                 balances[wallet.key] = balance
                 postings.append((wallet.key, index, EntryType.Redeem, amount, balance))
         return balances, postings
