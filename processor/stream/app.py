@@ -98,12 +98,30 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
         self.consumer_group = consumer_group
         # The subscriber creates its consumer before starting it, so it exists by assignment.
         self._consumer = consumer
+        # Partitions resumed from PostgreSQL: records below this offset were processed before.
+        # The fetcher may already hold some when the seek lands, so the handler drops them too.
+        self.floors: dict[tuple[str, int], int] = {}
+        # Cleared while a rebalance is under way; batches wait for it so that no record is
+        # handled before its partition's floor is known.
+        self.settled = asyncio.Event()
+
+    def already_processed(self, record: SourceRecord) -> bool:
+        return record.offset < self.floors.get((record.topic, record.partition), 0)
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.settled.clear()
         log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        for tp in revoked:
+            self.floors.pop((tp.topic, tp.partition), None)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
+        try:
+            await self._resume(assigned)
+        finally:
+            self.settled.set()
+
+    async def _resume(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer()
         if consumer is None or not assigned:
             return
@@ -115,6 +133,7 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
             stored = by_topic[tp.topic].get(tp.partition)
             if committed is None and stored is not None:
                 log.info("resuming %s[%d] from PostgreSQL's offset %d", tp.topic, tp.partition, stored)
+                self.floors[(tp.topic, tp.partition)] = stored
                 consumer.seek(tp, stored)
 
     def _stored_offsets(self, topic: str) -> dict[int, int]:
@@ -158,6 +177,9 @@ class Processor:
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
         raw = message.raw_message
         records = [source_record(r) for r in (raw if isinstance(raw, tuple) else (raw,))]
+        await self.listener.settled.wait()
+        if self.listener.floors:
+            records = [r for r in records if not self.listener.already_processed(r)]
         if not records:
             return
         report = await until_it_works(

@@ -372,3 +372,32 @@ async def test_graceful_shutdown_finishes_the_batch_in_flight(processors, client
     processors("rest")
     results = await collect_results(topology=topology, references={r["reference_id"] for r in workload}, timeout=90)
     assert_exactly_once(db, project, references=[r["reference_id"] for r in workload], results=results, ops_per_tx=3)
+
+
+async def test_without_kafka_offsets_a_partition_resumes_from_postgresql(processors, client, topology, db):
+    """A consumer group Kafka knows nothing about (e.g. expired offsets) resumes from the
+    offsets stored in PostgreSQL, instead of replaying the topic from the start."""
+    first = processors("first")
+    project = f"resume-{uuid.uuid4().hex[:8]}"
+    await submit_all(client, project_setup(project, ["A", "B"], fund="10"))
+    first.stop()
+    results_before = len(await collect_results(topology=topology, count=10_000, timeout=3))
+    assert results_before == 5
+    fresh_group = topology.consumer_group + ".fresh"
+    with db.begin() as connection:
+        copied = connection.execute(
+            sa.text(
+                "INSERT INTO consumer_offsets (consumer_group, topic, partition, next_offset, updated_at) "
+                "SELECT :fresh, topic, partition, next_offset, now() FROM consumer_offsets WHERE consumer_group = :group"
+            ),
+            {"fresh": fresh_group, "group": topology.consumer_group},
+        ).rowcount
+    assert copied >= 1
+    resumed = processors("resumed", extra_env={"CLOUDWALLET_CONSUMER_GROUP": fresh_group})
+    last = await client.submit({"type": "transaction.run", "project_id": project, "reference_id": "after-resume", "operations": [
+        {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "1"}]})
+    assert last.status.value == "Completed"
+    results_after = await collect_results(topology=topology, count=10_000, timeout=3)
+    # Only the new request was answered: nothing before PostgreSQL's offsets was replayed.
+    assert len(results_after) == results_before + 1, [r.reference_id for _k, r, _h in results_after]
+    assert "resuming" in resumed.log()
