@@ -27,6 +27,7 @@ from psycopg import errors as pg_errors
 from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.keys import request_project_id, state_keys
+from processor.ledger.views import error_info, failed_result
 from processor.storage.unit_of_work import Source, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode
 from schemas.errors import ErrorCode
@@ -45,6 +46,12 @@ class Reply:
 
     record: SourceRecord
     result: Result
+    # The result's JSON when it was already serialized (as stored in processed_requests).
+    payload: bytes | None = None
+
+    def value(self) -> bytes:
+        """The bytes to publish: the stored JSON when there is one, else the result serialized."""
+        return self.payload if self.payload is not None else self.result.model_dump_json().encode()
 
     @property
     def key(self) -> bytes:
@@ -89,8 +96,57 @@ def process_batch(
     """Decode, apply and commit one batch; return what to publish, in record order.
 
     Raises sa.exc.OperationalError / InterfaceError when PostgreSQL is unreachable: the caller
-    waits and calls again with the same records (nothing was committed).
+    waits and calls again with the same records (nothing was committed). Any other database
+    error is a poison record: the batch is split and each record committed on its own, so the
+    one the database refuses fails alone (InternalError) and never blocks its partition.
     """
+    try:
+        return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
+    except (sa.exc.OperationalError, sa.exc.InterfaceError):
+        raise
+    except sa.exc.DBAPIError as error:
+        if len(records) > 1:
+            log.error("the database refused a batch of %d records (%s); committing them one by one", len(records), error.orig)
+            report = BatchReport()
+            for record in records:
+                single = process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes)
+                report.replies += single.replies
+                report.dead_letters += single.dead_letters
+                report.applied += single.applied
+                report.conflicts += single.conflicts
+            return report
+        return _refused(records[0], error=error, max_request_bytes=max_request_bytes)
+
+
+def _refused(record: SourceRecord, *, error: sa.exc.DBAPIError, max_request_bytes: int) -> BatchReport:
+    """The database refused this one record: answer it, change nothing, spend nothing."""
+    log.error("the database refused the record at %s[%d]@%d: %s", record.topic, record.partition, record.offset, error.orig)
+    now = datetime.now(UTC)
+    item = decode(record, max_bytes=max_request_bytes, now=now)
+    report = BatchReport()
+    if item.request is None:  # never reached the database: answered as decoded
+        if item.dlq_reason is not None:
+            report.dead_letters.append(DeadLetter(record=record, reason=item.dlq_reason))
+        elif item.rejection is not None:
+            report.replies.append(Reply(record=record, result=item.rejection))
+        return report
+    request = item.request
+    report.replies.append(
+        Reply(
+            record=record,
+            result=failed_result(
+                reference_id=request.reference_id,
+                project_id=request_project_id(request),
+                request_type=request.type,
+                error=error_info(ErrorCode.InternalError, f"the database refused this request ({type(error.orig).__name__}); nothing was applied"),
+                processed_at=now,
+            ),
+        )
+    )
+    return report
+
+
+def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int) -> BatchReport:
     conflicts = 0
     while True:
         try:
@@ -126,6 +182,7 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
         uow.commit()
         failpoint("after_db_commit")
         stored_sources = uow.reference_sources
+        stored_json = uow.result_json
 
     results = iter(outcome.results)
     for item in decoded:
@@ -142,5 +199,6 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
             if stored_sources.get((result.project_id, result.reference_id)) == source:
                 # A redelivery of the record that spent the reference: answer as the first time.
                 result = result.original
-        report.replies.append(Reply(record=item.record, result=result))
+        text = stored_json.get(id(result))
+        report.replies.append(Reply(record=item.record, result=result, payload=text.encode() if text is not None else None))
     return report

@@ -44,6 +44,13 @@ def _printable(value: str) -> str:
     return value
 
 
+def _storable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL, and a lone surrogate is not text at all.
+    if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
+        raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return value
+
+
 def _power_of_ten(value: int) -> int:
     scale_of(value)  # raises ValueError with the contract's message
     return value
@@ -72,8 +79,8 @@ ReferenceId = Annotated[
     StringConstraints(min_length=1, max_length=MAX_REFERENCE_ID_LEN),
     AfterValidator(_printable),
 ]
-Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME_LEN)]
-Description = Annotated[str, Strict(), StringConstraints(max_length=MAX_DESCRIPTION_LEN)]
+Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME_LEN), AfterValidator(_storable)]
+Description = Annotated[str, Strict(), StringConstraints(max_length=MAX_DESCRIPTION_LEN), AfterValidator(_storable)]
 AssetCode = Annotated[
     str, Strict(), StringConstraints(min_length=1, max_length=MAX_ASSET_CODE_LEN, pattern=ASSET_CODE_PATTERN)
 ]

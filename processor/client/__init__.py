@@ -151,16 +151,29 @@ class WalletClient:
         self._waiters.setdefault(result_key(project_id=project_id, reference_id=reference_id), []).append(future)
         return future
 
+    def forget(self, *, project_id: str | None, reference_id: str, future: asyncio.Future[Result]) -> None:
+        """Stop waiting for a result (after a timeout or a failed publish)."""
+        key = result_key(project_id=project_id, reference_id=reference_id)
+        waiters = self._waiters.get(key)
+        if waiters is not None:
+            if future in waiters:
+                waiters.remove(future)
+            if not waiters:
+                del self._waiters[key]
+
     async def submit(self, request: RequestModel | Mapping[str, Any], *, timeout: float = 30.0) -> Result:
         """Publish a request and wait for its result."""
         model = _as_request(request)
-        future = self.expect(project_id=request_project_id(model), reference_id=model.reference_id)
-        await self.publish(model, correlation_id=str(uuid.uuid4()))
-        await self._producer.flush()
+        project_id = request_project_id(model)
+        future = self.expect(project_id=project_id, reference_id=model.reference_id)
         try:
+            await self.publish(model, correlation_id=str(uuid.uuid4()))
+            await self._producer.flush()
             return await asyncio.wait_for(future, timeout)
         except asyncio.TimeoutError:
             raise ResultTimeout(
                 f"no result for reference {model.reference_id!r} within {timeout}s; it may still be applied - "
                 "retry with the same reference ID"
             ) from None
+        finally:
+            self.forget(project_id=project_id, reference_id=model.reference_id, future=future)

@@ -10,6 +10,7 @@ no result in time -> 202 with a Location to poll. See docs/gateway.md.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -76,6 +77,7 @@ log = logging.getLogger("gateway")
 MAX_PAGE = 100_000
 MAX_PAGE_SIZE = 500
 DEFAULT_PAGE_SIZE = 50
+PUBLISH_GRACE_SECONDS = 10.0
 
 # --- parameters ----------------------------------------------------------------------------
 
@@ -143,20 +145,20 @@ def authenticate(request: Request, api_key: Annotated[str | None, Security(api_k
 Caller = Annotated[Principal, Depends(authenticate)]
 
 
-def operator(principal: Caller) -> Principal:
+async def operator(principal: Caller) -> Principal:
     if principal.kind is not KeyKind.operator:
         raise forbidden()
     return principal
 
 
-def project_member(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803 - the seed's name
+async def project_member(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803 - the seed's name
     """Operator keys, and project keys of this project."""
     if principal.kind is KeyKind.customer or not principal.may_access_project(projectId):
         raise forbidden()
     return principal
 
 
-def wallet_reader(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803
+async def wallet_reader(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803
     """As project_member, and customer keys of this project (the route checks the owner)."""
     if not principal.may_access_project(projectId):
         raise forbidden()
@@ -168,7 +170,7 @@ Member = Annotated[Principal, Depends(project_member)]
 WalletReader = Annotated[Principal, Depends(wallet_reader)]
 
 
-def reads(request: Request) -> Reads:
+async def reads(request: Request) -> Reads:
     return request.app.state.reads
 
 
@@ -255,14 +257,17 @@ async def write(
     settings: GatewaySettings = request.app.state.settings
     client: WalletClient = request.app.state.client
     try:
-        result = await client.submit(model, timeout=settings.result_wait_seconds)
+        # The outer bound covers publishing itself (a broker that does not answer).
+        result = await asyncio.wait_for(
+            client.submit(model, timeout=settings.result_wait_seconds), timeout=settings.result_wait_seconds + PUBLISH_GRACE_SECONDS
+        )
     except ResultTimeout:
         project_id = request_project_id(model)
         location = f"/projects/{quote(project_id, safe='')}/requests/{quote(model.reference_id, safe='')}"
         pending = Pending(reference_id=model.reference_id, project_id=project_id, type=model.type, location=location)
         return JSONResponse(pending.model_dump(mode="json"), status_code=202, headers={"Location": location})
-    except KafkaError as error:
-        log.warning("publishing %s failed: %s", model.type, error)
+    except (KafkaError, TimeoutError) as error:
+        log.warning("publishing %s failed: %s", model.type, error or type(error).__name__)
         raise GatewayError(
             503,
             "ServiceUnavailable",

@@ -8,7 +8,7 @@ Kinds:
 * project  - one project: every read and write inside it;
 * customer - read-only, one customer of one project: their wallets and those wallets' entries.
 
-The table lives on its own MetaData (the ledger's models stay the ledger's); migration
+The table is defined with the others in processor/storage/models.py; migration
 `0002_api_keys` creates it.
 """
 
@@ -25,39 +25,12 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
+from processor.storage.models import api_keys
 from schemas.limits import ID_PATTERN, MAX_CUSTOMER_ID_LEN, MAX_PROJECT_ID_LEN
 
 TOKEN_PREFIX = "cwk_"
 MAX_TOKEN_LEN = 200  # anything longer is not one of ours and is refused before hashing
 
-metadata = sa.MetaData(
-    naming_convention={
-        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
-        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
-        "ck": "ck_%(table_name)s_%(constraint_name)s",
-        "pk": "pk_%(table_name)s",
-    }
-)
-
-api_keys = sa.Table(
-    "api_keys",
-    metadata,
-    sa.Column("key_id", sa.Text, primary_key=True),
-    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
-    sa.Column("kind", sa.Text, nullable=False),
-    sa.Column("project_id", sa.Text),
-    sa.Column("customer_id", sa.Text),
-    sa.Column("label", sa.Text),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("revoked_at", sa.DateTime(timezone=True)),
-    sa.CheckConstraint("kind IN ('operator', 'project', 'customer')", name="kind_known"),
-    sa.CheckConstraint(
-        "(kind = 'operator' AND project_id IS NULL AND customer_id IS NULL)"
-        " OR (kind = 'project' AND project_id IS NOT NULL AND customer_id IS NULL)"
-        " OR (kind = 'customer' AND project_id IS NOT NULL AND customer_id IS NOT NULL)",
-        name="kind_scope",
-    ),
-)
 
 
 class KeyKind(StrEnum):

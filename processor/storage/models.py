@@ -121,6 +121,7 @@ wallet_entries = sa.Table(
     sa.CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
     sa.CheckConstraint("entry_type IN ('Issue', 'Redeem', 'Debit', 'Credit')", name="entry_type_known"),
     sa.Index("ix_wallet_entries_wallet_time", "project_id", "wallet_id", "created_at", "entry_id"),
+    sa.Index("ix_wallet_entries_transaction", "project_id", "transaction_id"),
 )
 
 # One row per spent reference ID, holding the result every repeat answers with.
@@ -149,6 +150,27 @@ consumer_offsets = sa.Table(
     sa.Column("next_offset", sa.BigInteger, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
     sa.CheckConstraint("next_offset >= 0", name="offset_not_negative"),
+)
+
+# The gateway's API keys: only a SHA-256 of each key is stored (processor/gateway/keys.py).
+api_keys = sa.Table(
+    "api_keys",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("key_hash", sa.Text, nullable=False, unique=True),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("project_id", sa.Text),
+    sa.Column("customer_id", sa.Text),
+    sa.Column("label", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("kind IN ('operator', 'project', 'customer')", name="kind_known"),
+    sa.CheckConstraint(
+        "(kind = 'operator' AND project_id IS NULL AND customer_id IS NULL)"
+        " OR (kind = 'project' AND project_id IS NOT NULL AND customer_id IS NULL)"
+        " OR (kind = 'customer' AND project_id IS NOT NULL AND customer_id IS NOT NULL)",
+        name="kind_scope",
+    ),
 )
 
 # wallet_entries is append-only: migration 0001 installs triggers that refuse UPDATE, DELETE, TRUNCATE.

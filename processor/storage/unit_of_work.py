@@ -9,18 +9,22 @@ projects -> assets -> customers -> wallets, each in sorted key order, one statem
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from types import TracebackType
 from typing import Any
 
+import psycopg
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from processor.ledger.keys import StateKeys
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
 from processor.storage import models as m
+from schemas.requests import Operation
 from schemas.results import Result
 from schemas.states import CustomerStatus, WalletStatus
 
@@ -39,6 +43,26 @@ ENTRY_COLUMNS = (
     "balance_after",
     "created_at",
 )
+
+# The hot-path writes go straight to psycopg: one statement or one COPY per table and batch
+# (executemany would be a statement per row, and SQLAlchemy's per-row parameter handling).
+UPSERT_WALLETS = (
+    "INSERT INTO wallets (project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at, updated_at) "
+    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::text[], %s::numeric[], "
+    "%s::timestamptz[], %s::timestamptz[]) "
+    "ON CONFLICT (project_id, wallet_id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description, "
+    "status = EXCLUDED.status, balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at"
+)
+COPY_TRANSACTIONS = (
+    "COPY transactions (project_id, transaction_id, reference_id, description, status, operations, error_code, error_message, "
+    "failed_operation_index, created_at) FROM STDIN"
+)
+COPY_ENTRIES = f"COPY wallet_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN"
+COPY_REFERENCES = (
+    "COPY processed_requests (project_id, reference_id, request_type, result, source_topic, source_partition, source_offset, created_at) "
+    "FROM STDIN"
+)
+_OPERATIONS: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 
 
 def _pairs(keys: Iterable[tuple[str, str]]) -> tuple[list[str], list[str]]:
@@ -109,6 +133,8 @@ class UnitOfWork:
         self._connection: sa.Connection | None = None
         # For each spent reference loaded: the (topic, partition, offset) of the record that spent it.
         self.reference_sources: dict[tuple[str, str], Source] = {}
+        # id(result) -> its JSON as written to processed_requests, for publishing the same bytes.
+        self.result_json: dict[int, str] = {}
 
     def __enter__(self) -> UnitOfWork:
         self._connection = self._engine.connect()
@@ -288,73 +314,88 @@ class UnitOfWork:
                 rows,
             )
         if outcome.wallets_upserted:
-            rows = [
-                {
-                    "project_id": w.project_id,
-                    "wallet_id": w.wallet_id,
-                    "asset_id": w.asset_id,
-                    "customer_id": w.customer_id,
-                    "name": w.name,
-                    "description": w.description,
-                    "status": w.status.value,
-                    "balance": w.balance,
-                    "created_at": w.created_at,
-                    "updated_at": now,
-                }
-                for w in outcome.wallets_upserted
-            ]
-            statement = pg_insert(m.wallets)
-            c.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["project_id", "wallet_id"],
-                    set_={k: statement.excluded[k] for k in ("name", "description", "status", "balance", "updated_at")},
-                ),
-                rows,
-            )
+            self._upsert_wallets(outcome.wallets_upserted, now=now)
         if outcome.transactions:
-            rows = [
-                {
-                    "project_id": t.project_id,
-                    "transaction_id": t.transaction_id,
-                    "reference_id": t.reference_id,
-                    "description": t.description,
-                    "status": t.status.value,
-                    "operations": [op.model_dump(mode="json") for op in t.operations],
-                    "error_code": t.error.code.value if t.error else None,
-                    "error_message": t.error.message if t.error else None,
-                    "failed_operation_index": t.error.operation_index if t.error else None,
-                    "created_at": t.created_at,
-                }
-                for t in outcome.transactions
-            ]
-            c.execute(sa.insert(m.transactions), rows)
+            self._copy_transactions(outcome)
         if outcome.entries:
             self._copy_entries(outcome)
         if outcome.references:
-            rows = [
-                {
-                    "project_id": r.project_id,
-                    "reference_id": r.reference_id,
-                    "request_type": r.request_type,
-                    "result": r.result.model_dump(mode="json"),
-                    "source_topic": source[0] if source else None,
-                    "source_partition": source[1] if source else None,
-                    "source_offset": source[2] if source else None,
-                    "created_at": now,
-                }
-                for r in outcome.references
-                for source in (sources.get((r.project_id, r.reference_id)),)
-            ]
-            # A reference spent concurrently by another partition makes this insert fail on the
+            # A reference spent concurrently by another partition makes this fail on the
             # primary key; the caller retries the whole batch, which then sees the reference.
-            c.execute(sa.insert(m.processed_requests), rows)
+            self._copy_references(outcome, sources=sources, now=now)
+
+    def _driver_cursor(self) -> Any:
+        return self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+    @contextmanager
+    def _as_sqlalchemy_errors(self, statement: str) -> Iterator[None]:
+        """psycopg errors of statements run on the driver connection, raised as SQLAlchemy's
+        (the service decides on `sa.exc.DBAPIError` and its `.orig`, as for any statement)."""
+        try:
+            yield
+        except psycopg.Error as error:
+            raise sa.exc.DBAPIError.instance(statement, None, error, psycopg.Error) from error
+
+    def _upsert_wallets(self, wallets: Sequence[Wallet], *, now: datetime) -> None:
+        """Every changed wallet in one statement: arrays unnested into INSERT ... ON CONFLICT."""
+        columns: list[list[Any]] = [[] for _ in range(10)]
+        for w in wallets:
+            for column, value in zip(
+                columns,
+                (w.project_id, w.wallet_id, w.asset_id, w.customer_id, w.name, w.description, w.status.value, str(w.balance), w.created_at, now),
+                strict=True,
+            ):
+                column.append(value)
+        with self._as_sqlalchemy_errors(UPSERT_WALLETS):
+            self._driver_cursor().execute(UPSERT_WALLETS, columns)
+
+    def _copy_transactions(self, outcome: BatchOutcome) -> None:
+        dump_operations = _OPERATIONS.dump_json
+        with self._as_sqlalchemy_errors(COPY_TRANSACTIONS), self._driver_cursor().copy(COPY_TRANSACTIONS) as copy:
+            for t in outcome.transactions:
+                error = t.error
+                copy.write_row(
+                    (
+                        t.project_id,
+                        t.transaction_id,
+                        t.reference_id,
+                        t.description,
+                        t.status.value,
+                        dump_operations(t.operations).decode(),
+                        error.code.value if error else None,
+                        error.message if error else None,
+                        error.operation_index if error else None,
+                        t.created_at,
+                    )
+                )
 
     def _copy_entries(self, outcome: BatchOutcome) -> None:
-        cursor = self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor.copy(f"COPY wallet_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN") as copy:
+        with self._as_sqlalchemy_errors(COPY_ENTRIES), self._driver_cursor().copy(COPY_ENTRIES) as copy:
             for e in outcome.entries:
                 copy.write_row(
                     (e.project_id, e.wallet_id, e.transaction_id, e.operation_index, e.entry_type.value, e.amount, e.balance_after, e.created_at)
+                )
+
+    def _copy_references(self, outcome: BatchOutcome, *, sources: Mapping[tuple[str, str], Source], now: datetime) -> None:
+        """Spent references with their result, serialized once: the JSON stored here is also
+        what gets published (`result_json`), so the two can never differ."""
+        result_json = self.result_json
+        with self._as_sqlalchemy_errors(COPY_REFERENCES), self._driver_cursor().copy(COPY_REFERENCES) as copy:
+            for r in outcome.references:
+                text = r.result.model_dump_json()
+                result_json[id(r.result)] = text
+                source = sources.get((r.project_id, r.reference_id))
+                copy.write_row(
+                    (
+                        r.project_id,
+                        r.reference_id,
+                        r.request_type,
+                        text,
+                        source[0] if source else None,
+                        source[1] if source else None,
+                        source[2] if source else None,
+                        now,
+                    )
                 )
 
     # ------------------------------------------------------------------------------- offsets

@@ -215,3 +215,44 @@ def test_the_same_reference_in_two_concurrent_batches_is_applied_once(engine, pr
     with engine.connect() as connection:
         balance = connection.execute(sa.text("SELECT balance FROM wallets WHERE project_id = :p AND wallet_id = 'A'"), {"p": project}).scalar_one()
     assert balance == 99700
+
+
+def test_a_record_the_database_refuses_fails_alone(engine, project):
+    """A poison record (here: one a test-only CHECK refuses) fails with InternalError; the rest of
+    its batch is applied and nothing blocks."""
+    with engine.begin() as connection:
+        connection.execute(sa.text("ALTER TABLE wallets ADD CONSTRAINT test_poison_name CHECK (name IS DISTINCT FROM 'poison')"))
+    try:
+        results = apply(
+            engine,
+            [
+                {"type": "system_wallet.open", "project_id": project, "asset_id": "usd", "wallet_id": "good-1", "reference_id": "g1"},
+                {"type": "system_wallet.open", "project_id": project, "asset_id": "usd", "wallet_id": "bad", "name": "poison", "reference_id": "bad"},
+                {"type": "system_wallet.open", "project_id": project, "asset_id": "usd", "wallet_id": "good-2", "reference_id": "g2"},
+            ],
+            partition=30,
+        )
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text("ALTER TABLE wallets DROP CONSTRAINT test_poison_name"))
+    assert [r.error.code.value if r.error else "Completed" for r in results] == ["Completed", "InternalError", "Completed"]
+    with engine.connect() as connection:
+        wallets = set(connection.execute(sa.text("SELECT wallet_id FROM wallets WHERE project_id = :p"), {"p": project}).scalars())
+        spent = set(connection.execute(sa.text("SELECT reference_id FROM processed_requests WHERE project_id = :p"), {"p": project}).scalars())
+    assert {"good-1", "good-2"} <= wallets and "bad" not in wallets
+    assert {"g1", "g2"} <= spent and "bad" not in spent, "the refused request did not spend its reference"
+
+
+def test_models_match_the_migrations(database_url):
+    """Alembic finds nothing to change: the tables in models.py are what the migrations create."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from processor.storage.models import metadata
+
+    engine = sa.create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), metadata) == []
+    finally:
+        engine.dispose()
