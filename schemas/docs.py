@@ -175,14 +175,19 @@ DECISIONS = """\
   canonical UUID form. A redelivered request therefore produces the same ID, and a
   retried `project.create` without an ID finds its own reference and answers
   `DuplicateReferenceId`.
-* **What spends a reference ID.** Checks run in this order: the project must exist
+* **What spends a reference ID.** A request that breaks the schema (a `ValidationError`
+  found while decoding: a missing field, a float amount, a NUL in a name, ...) is
+  answered and spends nothing: fix it and send it again with the same reference ID. A
+  record that cannot be answered at all (not JSON, not an object, no `reference_id`,
+  too large) goes to the DLQ. For a decoded request, checks run in this order: the project must exist
   (`ProjectNotFound` — the reference ID is *not* spent, there is no project to spend it
   in); then the reference must be new (`DuplicateReferenceId` — nothing changes, nothing
   is recorded, `original` is the stored result of the first request); then the request's
   own rules. From there every outcome, `Completed` or `Failed` (including a
   `ValidationError` the ledger finds, such as too many decimals), spends the reference
-  and is the answer to every repeat. An `InternalError` spends nothing, so the request
-  may be retried after the fault is fixed. `project.create` spends its reference under
+  and is the answer to every repeat. An `InternalError` (an unexpected fault, or a
+  request the database refused) spends nothing, so the request may be retried after the
+  fault is fixed. `project.create` spends its reference under
   the new (given or derived) project ID. `original` is the result as first recorded; a
   transaction's final status never changes after it, other entities may since have
   changed (read them from the gateway).

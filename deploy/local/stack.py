@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The local stack: a real Apache Kafka broker (KRaft, one node) and a real PostgreSQL, no Docker.
 
-    python3 deploy/local/stack.py up | down | status | env
+    python3 deploy/local/stack.py up | down | status | env      [kafka | postgres]
 
 * Kafka's jars come from Maven Central through Maven into a cache outside the repository and run
   on the machine's Java 17.
@@ -519,17 +519,25 @@ def status(settings: Settings) -> dict[str, object]:
 
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
+    only = argv[2] if len(argv) > 2 else None
+    if only not in (None, "kafka", "postgres"):
+        print(f"[stack] error: unknown service {only!r}: use kafka or postgres", file=sys.stderr)
+        return 2
     try:
         settings = load_settings()
         if command == "up":
-            pg_up(settings)
-            kafka_up(settings)
+            if only != "kafka":
+                pg_up(settings)
+            if only != "postgres":
+                kafka_up(settings)
             info = status(settings)
             say(f"Apache Kafka {info['kafka']['version']} and PostgreSQL {info['postgres']['version']} are up")
             print_env(settings)
         elif command == "down":
-            kafka_down(settings)
-            pg_down(settings)
+            if only != "postgres":
+                kafka_down(settings)
+            if only != "kafka":
+                pg_down(settings)
         elif command == "status":
             info = status(settings)
             print(json.dumps(info, indent=2))

@@ -15,7 +15,7 @@ from processor.client import WalletClient
 from processor.storage.audit import audit_ledger
 from schemas.errors import ErrorCode
 from schemas.requests import RequestAdapter, partition_key
-from .support import collect_results
+from .support import TcpProxy, collect_results
 
 pytestmark = pytest.mark.e2e
 
@@ -401,3 +401,57 @@ async def test_without_kafka_offsets_a_partition_resumes_from_postgresql(process
     # Only the new request was answered: nothing before PostgreSQL's offsets was replayed.
     assert len(results_after) == results_before + 1, [r.reference_id for _k, r, _h in results_after]
     assert "resuming" in resumed.log()
+
+
+async def test_a_database_outage_pauses_processing_and_loses_nothing(processors, client, topology, db):
+    """PostgreSQL goes away mid-stream (every connection dropped, new ones refused) and comes
+    back: the processor waits, then carries on; every request is answered and applied once."""
+    url = sa.engine.make_url(topology.database_url)
+    proxy = await TcpProxy(target_host=url.host, target_port=url.port).start()
+    proxied_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    try:
+        worker = processors("flaky-db", extra_env={"DATABASE_URL": proxied_url, "CLOUDWALLET_BATCH_MAX_RECORDS": "25"})
+        project = f"db-outage-{uuid.uuid4().hex[:6]}"
+        wallets = [f"w{i}" for i in range(8)]
+        await submit_all(client, project_setup(project, wallets, fund="1000"))
+        workload = transfers(project, wallets, 300, prefix="o")
+        await produce_raw(topology, [encoded(r) for r in workload[:100]])
+        await asyncio.sleep(0.3)
+        await proxy.cut()
+        await produce_raw(topology, [encoded(r) for r in workload[100:]])
+        await asyncio.sleep(3)
+        assert worker.alive, worker.log()[-2000:]
+        assert "committing the batch to PostgreSQL failed" in worker.log()
+        await proxy.restore()
+        results = await collect_results(topology=topology, references={r["reference_id"] for r in workload}, timeout=90)
+    finally:
+        await proxy.close()
+    assert_exactly_once(db, project, references=[r["reference_id"] for r in workload], results=results, ops_per_tx=3)
+
+
+async def test_a_broker_outage_pauses_processing_and_loses_nothing(processors, client, topology, db, services):
+    """The Kafka broker stops mid-stream and starts again: the processor rides it out."""
+    if "deploy/local" not in services.source:
+        pytest.skip("restarts the broker: only on the local stack")
+    import subprocess
+    import sys
+
+    from pathlib import Path
+
+    stack = Path(__file__).resolve().parents[2] / "deploy" / "local" / "stack.py"
+
+    worker = processors("broker-outage", extra_env={"CLOUDWALLET_BATCH_MAX_RECORDS": "25"})
+    project = f"kafka-outage-{uuid.uuid4().hex[:6]}"
+    wallets = [f"w{i}" for i in range(8)]
+    await submit_all(client, project_setup(project, wallets, fund="1000"))
+    workload = transfers(project, wallets, 300, prefix="k")
+    await produce_raw(topology, [encoded(r) for r in workload])
+    await asyncio.sleep(0.2)
+    down = await asyncio.to_thread(subprocess.run, [sys.executable, str(stack), "down", "kafka"], capture_output=True, text=True)
+    assert down.returncode == 0, down.stderr
+    await asyncio.sleep(2)
+    up = await asyncio.to_thread(subprocess.run, [sys.executable, str(stack), "up", "kafka"], capture_output=True, text=True)
+    assert up.returncode == 0, up.stderr
+    results = await collect_results(topology=topology, references={r["reference_id"] for r in workload}, timeout=120)
+    assert worker.alive, worker.log()[-3000:]
+    assert_exactly_once(db, project, references=[r["reference_id"] for r in workload], results=results, ops_per_tx=3)
