@@ -25,7 +25,7 @@ from bench import database, system, workloads
 from bench.measure import Run, fixed_rate, throughput
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "raw_kafka", "raw_postgresql", "per_request")
+WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request")
 
 TARGETS = {"uniform_tx_per_s": 20_000, "latency_p99_ms": 50.0, "hot_vs_uniform": 0.5}
 
@@ -46,10 +46,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--mixed-transactions", type=int, default=d("mixed_transactions", 100_000), help="mixed transactions (default 100000)")
     p.add_argument("--latency-rate", type=float, default=d("latency_rate", 2000.0), help="offered tx/s in the latency run (default 2000)")
     p.add_argument("--latency-seconds", type=float, default=d("latency_seconds", 30.0), help="length of the latency run (default 30)")
+    p.add_argument("--light-rate", type=float, default=d("light_rate", 500.0), help="offered tx/s of the light-load latency run (default 500)")
+    p.add_argument("--light-seconds", type=float, default=d("light_seconds", 10.0), help="length of the light-load latency run (default 10)")
     p.add_argument("--raw-kafka-transactions", type=int, default=d("raw_kafka_transactions", 0), help="default: --transactions")
     p.add_argument("--raw-pg-transactions", type=int, default=d("raw_pg_transactions", 0), help="default: --transactions")
     p.add_argument("--baseline-transactions", type=int, default=d("baseline_transactions", 20_000), help="per-request baseline size (default 20000)")
     p.add_argument("--baseline-connections", type=int, default=d("baseline_connections", 4), help="parallel connections of the baseline (default 4)")
+    p.add_argument("--processors", type=int, default=d("processors", 1), help="processor processes in the consumer group (default 1)")
     p.add_argument("--partitions", type=int, default=d("partitions", 8), help="partitions of the bench topics (default 8)")
     p.add_argument("--window", type=int, default=d("window", 20_000), help="requests in flight at most in throughput runs (default 20000)")
     p.add_argument("--batch", type=int, default=d("batch", 1000), help="raw PostgreSQL batch size (default: the processor's 1000)")
@@ -215,11 +218,11 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {},
     }
     cpu = system.CpuMeter()
-    processor: system.Child | None = None
+    processors: list[system.Child] = []
     raw_database = f"{args.database}_raw"
     try:
         # ------------------------------------------------------------ the processor's workloads
-        processor_workloads = selected & {"uniform", "hot_wallet", "mixed", "latency"}
+        processor_workloads = selected & {"uniform", "hot_wallet", "mixed", "latency", "latency_light"}
         expected_keys: set[str] = set()
         expected_transactions = 0
         if processor_workloads:
@@ -240,10 +243,15 @@ def main(argv: list[str] | None = None) -> int:
                     "CLOUDWALLET_RESULTS_PARTITIONS": str(args.partitions),
                 }
             )
-            processor = system.start_processor(env=env, log_path=args.log_dir / f"processor-{run_id}.log", profile=args.profile)
-            processor.wait_ready()
-            cpu.processor_pids = system.process_tree(processor.pid)
-            say(f"bench: processor running (pid {processor.pid}, log {processor.log_path})")
+            for index in range(args.processors):
+                profile = args.profile if index == 0 else None
+                processors.append(system.start_processor(env=env, log_path=args.log_dir / f"processor-{run_id}-{index}.log", profile=profile))
+            for child in processors:
+                child.wait_ready()
+            cpu.processor_pids = [pid for child in processors for pid in system.process_tree(child.pid)]
+            if args.processors > 1:
+                time.sleep(3.0)  # let the group settle: every processor with its partitions
+            say(f"bench: {args.processors} processor(s) running (pids {[c.pid for c in processors]}, logs in {args.log_dir})")
 
             def through(name: str, records: list, *, window: int | None = None) -> tuple[Run, dict[str, float]]:
                 before = cpu.snapshot()
@@ -284,26 +292,31 @@ def main(argv: list[str] | None = None) -> int:
                 expected_keys.update(r.result_key for r in plan.records)
                 expected_transactions += plan.transactions
                 say(f"bench: {plan.name}: {figures['tx_per_s']:,.0f} tx/s, {figures['ops_per_s']:,.0f} ops/s, p99 {figures['p99_ms']} ms")
-            if "latency" in selected:
-                count = int(args.latency_rate * args.latency_seconds)
-                plan = workloads.uniform(count=count, wallets=args.wallets, seed=args.seed + 3, prefix="latency")
-                say(f"bench: latency: {args.latency_rate:,.0f} tx/s offered for {args.latency_seconds:g}s ({count:,} transactions)")
+            for name, rate, seconds, seed in (
+                ("latency", args.latency_rate, args.latency_seconds, args.seed + 3),
+                ("latency_light", args.light_rate, args.light_seconds, args.seed + 4),
+            ):
+                if name not in selected or rate <= 0 or seconds <= 0:
+                    continue
+                count = int(rate * seconds)
+                plan = workloads.uniform(count=count, wallets=args.wallets, seed=seed, prefix=name)
+                say(f"bench: {name}: {rate:,.0f} tx/s offered for {seconds:g}s ({count:,} transactions)")
                 before = cpu.snapshot()
                 run = asyncio.run(
-                    fixed_rate("latency", plan.records, rate=args.latency_rate, bootstrap_servers=bootstrap, requests_topic=topics.requests,
+                    fixed_rate(name, plan.records, rate=rate, bootstrap_servers=bootstrap, requests_topic=topics.requests,
                                results_topic=topics.results, progress=progress)
                 )
                 figures = _run_figures(run, operations=count, transactions=count)
-                figures["offered_tx_per_s"] = args.latency_rate
+                figures["offered_tx_per_s"] = rate
                 figures["cpu"] = cpu.between(before, cpu.snapshot())
-                output["workloads"]["latency"] = figures
+                output["workloads"][name] = figures
                 expected_keys.update(r.result_key for r in plan.records)
                 expected_transactions += count
-                say(f"bench: latency: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, p99.9 {figures['p999_ms']} ms")
+                say(f"bench: {name}: p50 {figures['p50_ms']} ms, p99 {figures['p99_ms']} ms, p99.9 {figures['p999_ms']} ms")
 
-            say("bench: stopping the processor")
-            processor.stop()
-            processor = None
+            say("bench: stopping the processor(s)")
+            while processors:
+                processors.pop().stop()
             say("bench: correctness: ledger audit, one result per reference ID")
             output["correctness"] = correctness(
                 database_url=database_url, bootstrap_servers=bootstrap, topics=topics, expected_keys=expected_keys, expected_transactions=expected_transactions
@@ -397,15 +410,15 @@ def main(argv: list[str] | None = None) -> int:
             if not args.keep:
                 system.drop_database(admin_url, raw_database)
     finally:
-        if processor is not None:
-            processor.stop()
+        while processors:
+            processors.pop().stop()
         if not args.keep:
             asyncio.run(system.delete_topics(bootstrap, [topics.requests, topics.results, topics.dlq, raw_topics.requests, raw_topics.results, raw_topics.dlq]))
 
     # ------------------------------------------------------------ ratios, targets, report
     found = output["workloads"]
     limits = {name: found[name]["tx_per_s"] for name in ("raw_kafka", "raw_postgresql", "per_request") if name in found}
-    for name in ("uniform", "hot_wallet", "mixed", "latency"):
+    for name in ("uniform", "hot_wallet", "mixed", "latency", "latency_light"):
         if name in found:
             found[name]["ratios"] = {f"vs_{limit}": round(found[name]["tx_per_s"] / rate, 3) for limit, rate in limits.items() if rate}
     if "raw_postgresql" in found and "per_request" in found:

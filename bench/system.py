@@ -26,8 +26,8 @@ def fresh_database(admin_url: str, name: str) -> str:
         url = url.set(drivername="postgresql+psycopg")
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
+        _drop(admin, name)
         with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
             connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
     finally:
         admin.dispose()
@@ -42,10 +42,22 @@ def drop_database(admin_url: str, name: str) -> None:
         url = url.set(drivername="postgresql+psycopg")
     admin = sa.create_engine(url, isolation_level="AUTOCOMMIT")
     try:
-        with admin.connect() as connection:
-            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        _drop(admin, name)
     finally:
         admin.dispose()
+
+
+def _drop(admin: sa.Engine, name: str, attempts: int = 60) -> None:
+    """DROP DATABASE ... WITH (FORCE); an autovacuum worker (not ours to end) makes it wait."""
+    for attempt in range(attempts):
+        try:
+            with admin.connect() as connection:
+                connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            return
+        except sa.exc.DBAPIError as error:
+            if attempt == attempts - 1 or "pg_signal_backend" not in str(error.orig):
+                raise
+            time.sleep(1.0)
 
 
 def server_versions(database_url: str) -> str:
@@ -125,7 +137,12 @@ class Child:
 
     def stop(self, timeout: float = 45) -> None:
         if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
+            # Under py-spy the processor is py-spy's child: stop it, and py-spy writes the profile.
+            for pid in process_tree(self.pid)[1:] or [self.pid]:
+                try:
+                    os.kill(pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
             try:
                 self.process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:
@@ -212,7 +229,9 @@ class CpuMeter:
     processor_pids: list[int] = field(default_factory=list)
 
     def snapshot(self) -> CpuSnapshot:
-        postgres = _pids_where(lambda c: c.startswith(b"postgres"))
+        # Backends ("postgres: user db ...") and the postmaster, whose children's CPU it collects
+        # when a backend exits (a closed connection's CPU would vanish otherwise).
+        postgres = _pids_where(lambda c: c.startswith(b"postgres") or c.split(b"\0", 1)[0].endswith(b"/bin/postgres"))
         kafka = _pids_where(lambda c: b"kafka.Kafka" in c)
         roles = {
             "processor": sum(_proc_cpu_seconds(pid) for pid in self.processor_pids),

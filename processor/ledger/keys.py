@@ -5,8 +5,10 @@ Loader contract (what ``processor.storage`` must put in ``LedgerState`` for a ba
 1. ``projects``: every existing project in ``project_ids``.
 2. ``assets``: every existing asset in ``asset_keys``, AND the asset of every wallet
    it loads (joined; a transaction needs the asset's ``fractions``).
-3. ``customers``: every existing customer in ``customer_keys``, AND the owner of every
-   customer wallet it loads (joined; wallet.set_status Open checks the owner).
+3. ``customers``: every existing customer in ``customer_keys``, AND, when
+   ``wallet_owners`` is set (the batch has a wallet.set_status, which checks the owner
+   before reopening), the owner of every customer wallet it loads (joined). Batches of
+   transactions do not need the owners and skip the join.
 4. ``wallets``: every existing wallet in ``wallet_keys``, AND every wallet of every
    customer in ``customers_with_wallets``.
 5. ``customer_wallets``: an entry for every key in ``customers_with_wallets`` listing
@@ -65,6 +67,7 @@ class StateKeys:
     locked_project_ids: tuple[str, ...]
     locked_asset_keys: tuple[AssetKey, ...]
     locked_customer_keys: tuple[CustomerKey, ...]
+    wallet_owners: bool = True  # load the owner of every loaded customer wallet (rule 3)
 
 
 def request_project_id(request: RequestModel) -> str:
@@ -108,6 +111,7 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
     locked_projects: set[str] = set()
     locked_assets: set[AssetKey] = set()
     locked_customers: set[CustomerKey] = set()
+    wallet_owners = False
 
     for request in requests:
         project_id = request_project_id(request)
@@ -116,7 +120,10 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         match request:
             case TransactionRun():
                 wallets.update((project_id, w) for w in transaction_wallet_ids(request))
-            case WalletSetStatus() | WalletRename() | WalletSetDescription():
+            case WalletSetStatus():
+                wallets.add((project_id, request.wallet_id))
+                wallet_owners = True
+            case WalletRename() | WalletSetDescription():
                 wallets.add((project_id, request.wallet_id))
             case WalletOpen():
                 wallets.add((project_id, opened_wallet_id(request)))
@@ -151,4 +158,5 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         locked_project_ids=tuple(sorted(locked_projects)),
         locked_asset_keys=tuple(sorted(locked_assets)),
         locked_customer_keys=tuple(sorted(locked_customers)),
+        wallet_owners=wallet_owners,
     )

@@ -21,7 +21,8 @@ metadata = sa.MetaData(
     }
 )
 
-MINOR_UNITS = sa.Numeric(38, 0, asdecimal=False)
+# Read back as Decimal (exact) and turned into int by the readers; never as float.
+MINOR_UNITS = sa.Numeric(38, 0)
 TIMESTAMP = sa.DateTime(timezone=True)
 
 projects = sa.Table(

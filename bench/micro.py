@@ -1,0 +1,109 @@
+"""`python -m bench.micro`: the processor's batch path alone (decode, engine, PostgreSQL), no Kafka.
+
+Times `processor.service.process_batch` on batches of uniform transfers against a fresh
+database, plus the result encoding the Kafka side does — the figures docs/benchmark.md uses to
+tell what each optimisation gained, without the noise of the broker and the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+
+import sqlalchemy as sa
+
+from bench import system, workloads
+from processor.service import process_batch
+from processor.stream.decode import SourceRecord
+
+
+def records_of(outgoing: list, offset: int) -> list[SourceRecord]:
+    return [SourceRecord(topic="micro", partition=0, offset=offset + i, key=r.key, value=r.value) for i, r in enumerate(outgoing)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench.micro")
+    p.add_argument("--wallets", type=int, default=10_000)
+    p.add_argument("--batch", type=int, default=1000)
+    p.add_argument("--batches", type=int, default=20)
+    p.add_argument("--database", default="cw_bench_micro")
+    p.add_argument("--workload", choices=("uniform", "hot_wallet", "mixed"), default="uniform")
+    p.add_argument("--profile", default="", help="write a cProfile of the timed batches here")
+    p.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    p.add_argument("--session-sql", default="", help="SQL run on every new database connection (e.g. SET plan_cache_mode = force_custom_plan)")
+    p.add_argument("--analyze", action="store_true", help="ANALYZE after the set-up (fresh statistics before the timed batches)")
+    args = p.parse_args(argv)
+    url = system.fresh_database(os.environ["DATABASE_URL"], args.database)
+    engine = sa.create_engine(url)
+    if args.session_sql:
+        @sa.event.listens_for(engine, "connect")
+        def _session(dbapi_connection, _record):  # type: ignore[no-untyped-def]
+            dbapi_connection.execute(args.session_sql)
+            dbapi_connection.commit()
+    offset = 0
+    try:
+        for _, records in workloads.setup_phases(args.wallets):
+            for start in range(0, len(records), args.batch):
+                chunk = records[start : start + args.batch]
+                process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20)
+                offset += len(chunk)
+        if args.analyze:
+            with engine.begin() as c:
+                c.execute(sa.text("ANALYZE"))
+        make = {"uniform": workloads.uniform, "hot_wallet": workloads.hot_wallet, "mixed": workloads.mixed}[args.workload]
+        plan = make(count=args.batch * (args.batches + 2), wallets=args.wallets, seed=11)
+        batches = [plan.records[i : i + args.batch] for i in range(0, len(plan.records), args.batch)]
+        for chunk in batches[:2]:  # warm-up
+            process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20)
+            offset += len(chunk)
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+        def backend_cpu() -> float:
+            """CPU seconds of this database's PostgreSQL backends (the server runs on this machine)."""
+            with engine.connect() as c:
+                pids = [row[0] for row in c.execute(sa.text("SELECT pid FROM pg_stat_activity WHERE datname = current_database()"))]
+            return sum(system._proc_cpu_seconds(pid) for pid in pids)
+
+        walls, cpus, encodes, pg = [], [], [], []
+        for chunk in batches[2:]:
+            records = records_of(chunk, offset)
+            offset += len(chunk)
+            if profiler:
+                profiler.enable()
+            p0 = backend_cpu()
+            w0, c0 = time.perf_counter(), time.thread_time()
+            report = process_batch(engine=engine, records=records, consumer_group="micro", max_request_bytes=1 << 20)
+            c1 = time.thread_time()
+            payloads = [reply.payload if getattr(reply, "payload", None) else reply.result.model_dump_json().encode() for reply in report.replies]
+            keys = [reply.key for reply in report.replies]
+            w1, c2 = time.perf_counter(), time.thread_time()
+            if profiler:
+                profiler.disable()
+            assert len(payloads) == len(keys) == len(chunk)
+            pg.append(backend_cpu() - p0)
+            walls.append(w1 - w0)
+            cpus.append(c1 - c0)
+            encodes.append(c2 - c1)
+        if profiler:
+            profiler.dump_stats(args.profile)
+        n = args.batch
+        print(
+            f"{args.workload}: batch of {n}: wall {statistics.median(walls) * 1000:.1f} ms median "
+            f"({n / statistics.median(walls):,.0f} tx/s), processor CPU {statistics.median(cpus) * 1e6 / n:.0f} us/tx in process_batch "
+            f"+ {statistics.median(encodes) * 1e6 / n:.0f} us/tx encoding results; PostgreSQL backend CPU {statistics.median(pg) * 1e6 / n:.0f} us/tx"
+        )
+    finally:
+        engine.dispose()
+        if not args.keep:
+            system.drop_database(os.environ["DATABASE_URL"], args.database)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
