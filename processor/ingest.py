@@ -384,23 +384,16 @@ class Ingestor:
         await self.stop()
 
     async def start(self) -> None:
-        from aiokafka import TopicPartition
+        from processor.client import follow_from_end
 
         await self._producer.start()
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.results_topic)
-        if not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self.results_topic) or set()
-        if not partitions:
+        try:
+            # Listen from the end of the results topic before the first request goes out.
+            await follow_from_end(self._consumer, topic=self.results_topic)
+        except RuntimeError:
             await self.stop()
-            raise RuntimeError(f"results topic {self.results_topic!r} does not exist: start the processor first (cloudwallet run)")
-        assignment = [TopicPartition(self.results_topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assignment)
-        # Listen from the end of the results topic before the first request goes out.
-        await self._consumer.seek_to_end(*assignment)
-        for tp in assignment:
-            await self._consumer.position(tp)
+            raise
         self._task = asyncio.create_task(self._dispatch(), name="ingest-results")
 
     async def stop(self) -> None:

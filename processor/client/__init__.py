@@ -21,7 +21,7 @@ from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
 from schemas.results import Result
 
-__all__ = ["ResultTimeout", "WalletClient", "result_key"]
+__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "result_key"]
 
 
 class ResultTimeout(TimeoutError):
@@ -31,6 +31,22 @@ class ResultTimeout(TimeoutError):
 def result_key(*, project_id: str | None, reference_id: str) -> str:
     """The key results are published under (and compacted by)."""
     return f"{project_id}/{reference_id}" if project_id else reference_id
+
+
+async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
+    """Assign every partition of the results topic to a started consumer, positioned at the end:
+    only results published from now on are read. Call it before publishing requests."""
+    partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        await consumer.topics()  # fetches fresh metadata
+        partitions = consumer.partitions_for_topic(topic)
+    if not partitions:
+        raise RuntimeError(f"results topic {topic!r} does not exist: start the processor first (cloudwallet run)")
+    assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
+    consumer.assign(assignment)
+    await consumer.seek_to_end(*assignment)
+    for tp in assignment:
+        await consumer.position(tp)
 
 
 def _as_request(request: RequestModel | Mapping[str, Any]) -> RequestModel:
@@ -71,18 +87,12 @@ class WalletClient:
     async def start(self) -> None:
         await self._producer.start()
         await self._consumer.start()
-        partitions = self._consumer.partitions_for_topic(self.results_topic)
-        if not partitions:
-            await self._consumer._client.force_metadata_update()
-            partitions = self._consumer.partitions_for_topic(self.results_topic) or set()
-        if not partitions:
-            raise RuntimeError(f"results topic {self.results_topic!r} does not exist: start the processor first (cloudwallet run)")
-        assignment = [TopicPartition(self.results_topic, p) for p in sorted(partitions)]
-        self._consumer.assign(assignment)
-        # Only results published from now on are awaited; start listening before publishing.
-        await self._consumer.seek_to_end(*assignment)
-        for tp in assignment:
-            await self._consumer.position(tp)
+        try:
+            await follow_from_end(self._consumer, topic=self.results_topic)
+        except RuntimeError:
+            await self._consumer.stop()
+            await self._producer.stop()
+            raise
         self._results_task = asyncio.create_task(self._dispatch_results())
 
     async def stop(self) -> None:
