@@ -38,7 +38,8 @@ async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
     only results published from now on are read. Call it before publishing requests."""
     partitions = consumer.partitions_for_topic(topic)
     if not partitions:
-        await consumer.topics()  # fetches fresh metadata
+        # aiokafka has no public way to refresh a consumer's metadata for one topic.
+        await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise RuntimeError(f"results topic {topic!r} does not exist: start the processor first (cloudwallet run)")
