@@ -120,7 +120,8 @@ async def test_csv_groups_rows_into_transactions_and_a_rerun_changes_nothing(top
         f"c-1,{project},Issue,,,A,50,first\n"
         f"c-2,{project},Transfer,A,B,,5,two rows\n"
         f"c-2,{project},Transfer,B,fees,,1,\n"
-        f"c-3,{project},Redeem,,,B,2.50,\n"
+        # Same key (wallet A) as c-1 and c-2, so it runs after them: order holds per key only.
+        f"c-3,{project},Redeem,,,A,2.50,\n"
         f"c-4,{project},Bogus,,,A,1,\n"
         f"c-5,{project},Transfer,A,B,,0.001,\n"
     )
@@ -134,7 +135,7 @@ async def test_csv_groups_rows_into_transactions_and_a_rerun_changes_nothing(top
         ).one()
     assert [op["type"] for op in operations[0]] == ["Transfer", "Transfer"] and operations[1] == "two rows"
     before = snapshot(db, project)
-    assert before["balances"] == {"A": str(10000 + 5000 - 500), "B": str(500 - 100 - 250), "fees": "100"}
+    assert before["balances"] == {"A": str(10000 + 5000 - 500 - 250), "B": str(500 - 100), "fees": "100"}
 
     code, again, output = await ingest(topology, path)
     assert again["already_applied"]["count"] == 4 and again["completed"] == 0 and again["failed"] == 0, again
