@@ -212,7 +212,7 @@ class UnitOfWork:
         if keys.wallet_keys or keys.customers_with_wallets:
             # Every wallet a batch touches is locked, in sorted order, in this one statement.
             # Straight through psycopg: the hot path's biggest read, and balances come back as
-            # exact Decimals (SQLAlchemy's Numeric(asdecimal=False) would make them floats).
+            # exact Decimals, made ints here (never floats).
             conditions, params = [], []
             if keys.wallet_keys:
                 conditions.append("(project_id, wallet_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))")
