@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
             w0, c0 = time.perf_counter(), time.thread_time()
             report = process_batch(engine=engine, records=records, consumer_group="micro", max_request_bytes=1 << 20)
             c1 = time.thread_time()
-            payloads = [reply.payload if getattr(reply, "payload", None) else reply.result.model_dump_json().encode() for reply in report.replies]
+            payloads = [reply.value() for reply in report.replies]
             keys = [reply.key for reply in report.replies]
             w1, c2 = time.perf_counter(), time.thread_time()
             if profiler:

@@ -140,12 +140,6 @@ class LatencyHistogram:
             self.max = seconds
         self.buckets[int(math.log(max(seconds, self.MIN_S) / self.MIN_S) / self._log_ratio)] += 1
 
-    def merge(self, other: LatencyHistogram) -> None:
-        self.buckets.update(other.buckets)
-        self.count += other.count
-        self.total += other.total
-        self.max = max(self.max, other.max)
-
     def percentile(self, q: float) -> float | None:
         """The q-quantile (0..1) in seconds (the bucket's upper edge, capped at the max)."""
         if not self.count:
@@ -367,7 +361,6 @@ class Ingestor:
         self.in_flight = 0
         self.sent = 0
         self.answered = 0
-        self.lost = 0
         self.result_bytes = 0
         self.last_result_at = time.monotonic()
         self._space = asyncio.Event()
@@ -437,7 +430,6 @@ class Ingestor:
             return
         pending = self._take(key)
         if pending is not None:
-            self.lost += 1
             if self.on_lost is not None:
                 self.on_lost(pending.tag, f"not published: {delivery.exception()!r}")
 

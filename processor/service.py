@@ -70,8 +70,6 @@ class DeadLetter:
 class BatchReport:
     replies: list[Reply] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
-    applied: int = 0  # requests that reached the ledger (spent their reference or not)
-    conflicts: int = 0  # times the batch was rolled back and run again
 
 
 def next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
@@ -112,8 +110,6 @@ def process_batch(
                 single = process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes)
                 report.replies += single.replies
                 report.dead_letters += single.dead_letters
-                report.applied += single.applied
-                report.conflicts += single.conflicts
             return report
         return _refused(records[0], error=error, max_request_bytes=max_request_bytes)
 
@@ -150,9 +146,7 @@ def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord]
     conflicts = 0
     while True:
         try:
-            report = _process_once(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
-            report.conflicts = conflicts
-            return report
+            return _process_once(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
         except sa.exc.DBAPIError as error:
             if not is_retryable(error) or conflicts >= MAX_CONFLICT_RETRIES:
                 raise
@@ -193,7 +187,6 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
             report.replies.append(Reply(record=item.record, result=item.rejection))
             continue
         result = next(results)
-        report.applied += 1
         if result.error is not None and result.error.code == ErrorCode.DuplicateReferenceId and result.original is not None:
             source = (item.record.topic, item.record.partition, item.record.offset)
             if stored_sources.get((result.project_id, result.reference_id)) == source:

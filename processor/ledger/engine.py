@@ -63,7 +63,7 @@ from schemas.requests import (
     WalletSetDescription,
     WalletSetStatus,
 )
-from schemas.results import EntryView, Result, TransactionView
+from schemas.results import EntryView, ErrorInfo, Result, TransactionView
 from schemas.states import CustomerStatus, EntryType, Status, WalletStatus
 
 __all__ = ["apply_batch"]
@@ -480,35 +480,11 @@ class _Batch:
 
     def transaction_run(self, request: TransactionRun, project_id: str) -> Result:
         transaction_id = derive_transaction_id(project_id=project_id, reference_id=request.reference_id)
-        description = request.description or ""
         try:
             balances, postings = self._post(request, project_id)
         except Rejected as rejected:
             error = error_info(rejected.code, rejected.message, rejected.operation_index)
-            self.outcome.transactions.append(
-                TransactionRecord(
-                    project_id=project_id,
-                    transaction_id=transaction_id,
-                    reference_id=request.reference_id,
-                    description=description,
-                    status=Status.Failed,
-                    operations=request.operations,
-                    error=error,
-                    created_at=self.now,
-                )
-            )
-            view = build(
-                TransactionView,
-                project_id=project_id,
-                transaction_id=transaction_id,
-                reference_id=request.reference_id,
-                description=description,
-                status=Status.Failed,
-                operations=request.operations,
-                entries=[],
-                error=error,
-                created_at=self.now,
-            )
+            view = self._record_transaction(request, project_id, transaction_id, status=Status.Failed, entries=[], error=error)
             return build(
                 Result,
                 reference_id=request.reference_id,
@@ -572,31 +548,45 @@ class _Batch:
                     balance_after=format_minor_units(after, fractions=fractions),
                 )
             )
+        view = self._record_transaction(request, project_id, transaction_id, status=Status.Completed, entries=entry_views, error=None)
+        return self._completed(request, project_id, transaction=view)
+
+    def _record_transaction(
+        self,
+        request: TransactionRun,
+        project_id: str,
+        transaction_id: str,
+        *,
+        status: Status,
+        entries: list[EntryView],
+        error: ErrorInfo | None,
+    ) -> TransactionView:
+        """Record a transaction that reached the ledger (Completed or Failed); return its view."""
+        description = request.description or ""
         self.outcome.transactions.append(
             TransactionRecord(
                 project_id=project_id,
                 transaction_id=transaction_id,
                 reference_id=request.reference_id,
                 description=description,
-                status=Status.Completed,
+                status=status,
                 operations=request.operations,
-                error=None,
-                created_at=now,
+                error=error,
+                created_at=self.now,
             )
         )
-        view = build(
+        return build(
             TransactionView,
             project_id=project_id,
             transaction_id=transaction_id,
             reference_id=request.reference_id,
             description=description,
-            status=Status.Completed,
+            status=status,
             operations=request.operations,
-            entries=entry_views,
-            error=None,
-            created_at=now,
+            entries=entries,
+            error=error,
+            created_at=self.now,
         )
-        return self._completed(request, project_id, transaction=view)
 
 
 def _with_balance(wallet: Wallet, balance: int) -> Wallet:

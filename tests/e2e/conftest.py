@@ -6,7 +6,6 @@ can SIGKILL them at will.
 
 from __future__ import annotations
 
-import asyncio
 import os
 import signal
 import subprocess
