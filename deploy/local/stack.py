@@ -16,13 +16,18 @@ Settings (environment, all optional):
   CLOUDWALLET_CACHE_DIR   jars and Maven files   (default ~/.cache/cloudwallet)
   CLOUDWALLET_STATE_DIR   data, logs and pids     (default ~/.local/state/cloudwallet)
   CLOUDWALLET_KAFKA_PORT  broker port on 127.0.0.1 (default 19092; the controller uses port+1)
-  CLOUDWALLET_PG_PORT     PostgreSQL port          (default 55432)
+  CLOUDWALLET_PG_PORT     PostgreSQL port          (default 15432)
+
+Default ports sit below Linux's ephemeral range (32768-60999): a port in that range can be taken
+by any outgoing connection (a reconnecting client), and a restart then fails with
+"Address already in use".
   CLOUDWALLET_KAFKA_VERSION  Apache Kafka version  (default 4.3.1)
   CLOUDWALLET_KAFKA_HEAP  broker heap              (default 512m)
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import pwd
@@ -103,7 +108,7 @@ def load_settings() -> Settings:
         cache_dir=Path(os.environ.get("CLOUDWALLET_CACHE_DIR", home / ".cache" / "cloudwallet")),
         state_dir=Path(os.environ.get("CLOUDWALLET_STATE_DIR", home / ".local" / "state" / "cloudwallet")),
         kafka_port=_int_setting("CLOUDWALLET_KAFKA_PORT", 19092),
-        pg_port=_int_setting("CLOUDWALLET_PG_PORT", 55432),
+        pg_port=_int_setting("CLOUDWALLET_PG_PORT", 15432),
         kafka_version=os.environ.get("CLOUDWALLET_KAFKA_VERSION", DEFAULT_KAFKA_VERSION),
         kafka_heap=os.environ.get("CLOUDWALLET_KAFKA_HEAP", "512m"),
     )
@@ -269,9 +274,8 @@ def kafka_up(settings: Settings) -> None:
     data = settings.kafka_dir / "data"
     settings.log_dir.mkdir(parents=True, exist_ok=True)
     if not (data / "meta.properties").exists():
-        cluster_id = _kafka_cluster_id()
         done = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster_id, "-c", str(config)],
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(config)],
             capture_output=True,
             text=True,
         )
@@ -311,11 +315,19 @@ def kafka_up(settings: Settings) -> None:
     raise StackError(f"Kafka did not answer metadata requests within 90 s; see {log}")
 
 
-def _kafka_cluster_id() -> str:
-    # The same format as `kafka-storage.sh random-uuid`: a URL-safe base64 UUID without padding.
-    import base64
+def kafka_cluster_id() -> str:
+    """A new cluster ID as `kafka-storage.sh random-uuid` makes one: a URL-safe base64 UUID
+    without padding that never begins with "-".
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    About 1 in 64 such IDs would begin with "-", which the storage tool's argument parser reads
+    as an option ("argument --cluster-id/-t: expected one argument"). Kafka's `Uuid.randomUuid`
+    draws again in that case, and so do we; the ID is also passed as `--cluster-id=ID`, so no
+    value can be read as an option.
+    """
+    while True:
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not cluster_id.startswith("-"):
+            return cluster_id
 
 
 def kafka_down(settings: Settings) -> None:
@@ -441,7 +453,8 @@ def pg_up(settings: Settings) -> None:
             raise StackError(f"port {settings.pg_port} on 127.0.0.1 is taken by another process: stop it, or set CLOUDWALLET_PG_PORT to a free port")
         say(f"starting PostgreSQL on 127.0.0.1:{settings.pg_port}; log: {log}")
         done = subprocess.run(
-            _as_owner(owner, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-w", "-t", "60", "start"]),
+            # The port setting wins over the one a cluster was created with.
+            _as_owner(owner, [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(log), "-o", f"-p {settings.pg_port}", "-w", "-t", "60", "start"]),
             capture_output=True,
             text=True,
         )
