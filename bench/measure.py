@@ -83,13 +83,13 @@ class Progress:
 
 
 async def _with_ingestor(*, bootstrap_servers: str, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
-    def on_result(tag: int, latency: float, value: bytes) -> None:
+    def on_result(tag: int, latency: float, value: bytes, duplicate: bool) -> None:
         now = time.monotonic()
         run.answered += 1
         run.last_result = now
         run.result_bytes += len(value)
         run.latencies.append(now - scheduled[tag] if scheduled is not None else latency)
-        status, code, _ = result_status(value)
+        status, code = ("Failed", "DuplicateReferenceId") if duplicate else result_status(value)
         run.statuses[status] += 1
         if code is not None:
             run.errors[code] += 1

@@ -5,9 +5,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 
+from processor import logs
 from processor.settings import ProcessorSettings, SettingsError, load
 
 
@@ -29,7 +29,9 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_migrate:
         upgrade_to_head(database_url=settings.database_url)
     processor = Processor(settings=settings)
-    asyncio.run(processor.app().run())
+    app = processor.app()
+    logs.limit_repeats()
+    asyncio.run(app.run())
     return 0
 
 
@@ -126,8 +128,7 @@ def main(argv: list[str] | None = None) -> int:
 
     register_gateway(commands)
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logs.configure()
     return args.func(args)
 
 

@@ -53,6 +53,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from schemas.results import DUPLICATE_HEADER
+
 __all__ = [
     "IngestSummary",
     "Ingestor",
@@ -92,8 +94,8 @@ class Rejected:
     text: str
 
 
-def result_status(value: bytes) -> tuple[str, str | None, str | None]:
-    """(status, error code, original's status) of a result's JSON, cheaply.
+def result_status(value: bytes) -> tuple[str, str | None]:
+    """(status, error code) of a result's JSON, cheaply.
 
     Results are written by pydantic in field order (reference_id, project_id, type, status,
     error, ...), and a JSON string can never contain an unescaped `"status":"`, so the first
@@ -103,21 +105,12 @@ def result_status(value: bytes) -> tuple[str, str | None, str | None]:
         start = value.index(b'"status":"') + 10
         status = value[start : value.index(b'"', start)].decode()
         if status == "Completed":
-            return status, None, None
+            return status, None
         start = value.index(b'"error":{"code":"', start) + 17
-        code = value[start : value.index(b'"', start)].decode()
-        original = None
-        if code == "DuplicateReferenceId":
-            at = value.find(b'"original":{')
-            if at >= 0:
-                start = value.index(b'"status":"', at) + 10
-                original = value[start : value.index(b'"', start)].decode()
-        return status, code, original
+        return status, value[start : value.index(b'"', start)].decode()
     except ValueError:
         data = json.loads(value)
-        error = data.get("error") or {}
-        original = (data.get("original") or {}).get("status")
-        return str(data.get("status")), error.get("code"), original
+        return str(data.get("status")), (data.get("error") or {}).get("code")
 
 
 class LatencyHistogram:
@@ -312,7 +305,8 @@ class _Pending:
 class Ingestor:
     """Publish requests with a bounded in-flight window; match their results by key.
 
-    `on_result(tag, latency_s, value)` runs for every matched result and
+    `on_result(tag, latency_s, value, duplicate)` runs for every matched result (`duplicate`:
+    the record answers a repeat of a spent reference, and `value` is the original's result) and
     `on_lost(tag, reason)` for a request the broker would not take (after the producer's
     retries). Results for keys not in flight (another client's, an earlier run's) are ignored.
     """
@@ -323,7 +317,7 @@ class Ingestor:
         bootstrap_servers: str,
         requests_topic: str,
         results_topic: str,
-        on_result: Callable[[Any, float, bytes], None],
+        on_result: Callable[[Any, float, bytes, bool], None],
         on_lost: Callable[[Any, str], None] | None = None,
         window: int = 10_000,
         compression: str | None = "lz4",
@@ -469,7 +463,8 @@ class Ingestor:
                         self.last_result_at = now
                         value = record.value or b""
                         self.result_bytes += len(value)
-                        self.on_result(pending.tag, now - pending.sent_at, value)
+                        duplicate = next((v for k, v in record.headers or () if k == DUPLICATE_HEADER), None)
+                        self.on_result(pending.tag, now - pending.sent_at, value, duplicate is not None)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - surfaced to the sender
@@ -689,17 +684,18 @@ async def ingest_file(
         failed_written += 1
         failed_out.write(json.dumps(entry, ensure_ascii=False, separators=(",", ":")) + "\n")
 
-    def on_result(item: Outgoing, latency: float, value: bytes) -> None:
-        status, code, original = result_status(value)
+    def on_result(item: Outgoing, latency: float, value: bytes, duplicate: bool) -> None:
+        status, code = result_status(value)
         summary.answered += 1
-        summary.statuses[status] += 1
         summary.latency.add(latency)
+        if duplicate:  # `value` is the original's result: nothing changed this time
+            summary.statuses["Failed"] += 1
+            summary.errors["DuplicateReferenceId"] += 1
+            summary.duplicates_original[status] += 1
+            return
+        summary.statuses[status] += 1
         if code is not None:
             summary.errors[code] += 1
-            if code == "DuplicateReferenceId":
-                if original:
-                    summary.duplicates_original[original] += 1
-                return
         if status != "Completed":
             write_failed({"line": item.line, "key": item.result_key, "status": status, "result": json.loads(value)})
 

@@ -7,17 +7,27 @@ Exactly-once in effect rests on the reference IDs, not on offsets:
 * a request is applied only if its (project_id, reference_id) is not spent; spending it is a
   row in `processed_requests` inserted in the same transaction as the ledger changes;
 * that row names the record that spent it, so a redelivery of that very record (after a crash
-  between commit and publish) is answered with the stored result, while any other record with
-  the same reference gets DuplicateReferenceId;
+  between commit and publish) is answered with the stored result, exactly as the first time;
 * two processors racing on one reference collide on the primary key; the batch that loses is
   rolled back and run again, and then finds the reference spent.
+
+The reply topic is compacted by "{project_id}/{reference_id}", so every record published under
+a key must carry the reference's real answer. Any later record with a spent reference (a retry,
+a different request reusing the reference, an invalid one) is answered with the original's
+value and a `duplicate` header (`same-request` when its value is byte-for-byte the one that
+spent the reference, `different-request` otherwise): compaction keeps the real answer, and the
+retry still learns it was one (docs/contract.md, "Duplicates").
+
+Every record ends as a reply or a dead letter, each built in isolation: one record that cannot
+be answered never takes the batch down.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -28,36 +38,30 @@ from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.keys import request_project_id, state_keys
 from processor.ledger.views import error_info, failed_result
-from processor.storage.unit_of_work import Source, UnitOfWork
-from processor.stream.decode import Decoded, SourceRecord, decode
+from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
+from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
-from schemas.results import Result
+from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result
 
 log = logging.getLogger(__name__)
 
 # Conflicts another processor can cause; the batch is rolled back and run again from the start.
 RETRYABLE = (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 MAX_CONFLICT_RETRIES = 8
+# PostgreSQL unreachable: the caller waits and runs the same batch again; nothing is skipped.
+TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
+
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
 class Reply:
-    """A result to publish for one record."""
+    """A result to publish for one record, key and value already encoded."""
 
     record: SourceRecord
-    result: Result
-    # The result's JSON when it was already serialized (as stored in processed_requests).
-    payload: bytes | None = None
-
-    def value(self) -> bytes:
-        """The bytes to publish: the stored JSON when there is one, else the result serialized."""
-        return self.payload if self.payload is not None else self.result.model_dump_json().encode()
-
-    @property
-    def key(self) -> bytes:
-        project = self.result.project_id
-        reference = self.result.reference_id
-        return (f"{project}/{reference}" if project else reference).encode()
+    result: Result  # what this record got (DuplicateReferenceId with `original` for a duplicate)
+    key: bytes
+    value: bytes  # the reference's real answer: for a duplicate, the original's
+    duplicate: str | None = None  # SAME_REQUEST | DIFFERENT_REQUEST for a repeat of a spent reference
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -70,6 +74,20 @@ class DeadLetter:
 class BatchReport:
     replies: list[Reply] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+
+    def extend(self, other: BatchReport) -> None:
+        self.replies += other.replies
+        self.dead_letters += other.dead_letters
+
+
+def result_key(result: Result) -> bytes:
+    """The key a result is published (and compacted) under. Raises for text that is not UTF-8."""
+    project, reference = result.project_id, result.reference_id
+    return (f"{project}/{reference}" if project else reference).encode()
+
+
+def fingerprint(record: SourceRecord) -> bytes:
+    return hashlib.sha256(record.value or b"").digest()
 
 
 def next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
@@ -94,52 +112,28 @@ def process_batch(
     """Decode, apply and commit one batch; return what to publish, in record order.
 
     Raises sa.exc.OperationalError / InterfaceError when PostgreSQL is unreachable: the caller
-    waits and calls again with the same records (nothing was committed). Any other database
-    error is a poison record: the batch is split and each record committed on its own, so the
-    one the database refuses fails alone (InternalError) and never blocks its partition.
+    waits and calls again with the same records (nothing was committed). Any other error is a
+    poison record (the database refused it, or the engine failed on it): the batch is split and
+    each record committed on its own, so that the one at fault fails alone and never blocks
+    its partition.
     """
     try:
         return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
-    except (sa.exc.OperationalError, sa.exc.InterfaceError):
+    except TRANSIENT:
         raise
-    except sa.exc.DBAPIError as error:
+    except Exception as error:  # noqa: BLE001 - isolate the record at fault
         if len(records) > 1:
-            log.error("the database refused a batch of %d records (%s); committing them one by one", len(records), error.orig)
+            log.error("a batch of %d records failed (%s); committing them one by one", len(records), _describe(error))
             report = BatchReport()
             for record in records:
-                single = process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes)
-                report.replies += single.replies
-                report.dead_letters += single.dead_letters
+                report.extend(process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes))
             return report
-        return _refused(records[0], error=error, max_request_bytes=max_request_bytes)
+        return _refused(engine, records[0], error=error, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
 
 
-def _refused(record: SourceRecord, *, error: sa.exc.DBAPIError, max_request_bytes: int) -> BatchReport:
-    """The database refused this one record: answer it, change nothing, spend nothing."""
-    log.error("the database refused the record at %s[%d]@%d: %s", record.topic, record.partition, record.offset, error.orig)
-    now = datetime.now(UTC)
-    item = decode(record, max_bytes=max_request_bytes, now=now)
-    report = BatchReport()
-    if item.request is None:  # never reached the database: answered as decoded
-        if item.dlq_reason is not None:
-            report.dead_letters.append(DeadLetter(record=record, reason=item.dlq_reason))
-        elif item.rejection is not None:
-            report.replies.append(Reply(record=record, result=item.rejection))
-        return report
-    request = item.request
-    report.replies.append(
-        Reply(
-            record=record,
-            result=failed_result(
-                reference_id=request.reference_id,
-                project_id=request_project_id(request),
-                request_type=request.type,
-                error=error_info(ErrorCode.InternalError, f"the database refused this request ({type(error.orig).__name__}); nothing was applied"),
-                processed_at=now,
-            ),
-        )
-    )
-    return report
+def _describe(error: BaseException) -> str:
+    cause = error.orig if isinstance(error, sa.exc.DBAPIError) else error
+    return f"{type(cause).__name__}: {safe_text(str(cause), limit=300)}"
 
 
 def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int) -> BatchReport:
@@ -160,38 +154,118 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
     to_apply = [d for d in decoded if d.request is not None]
     requests = [d.request for d in to_apply]
-    report = BatchReport()
 
     with UnitOfWork(engine) as uow:
         state = uow.load_state(state_keys(requests))  # type: ignore[arg-type]
         outcome = apply_batch(requests=requests, state=state, now=now)  # type: ignore[arg-type]
         # The record that spends each new reference is the first in the batch that carries it.
-        spenders: dict[tuple[str, str], Source] = {}
+        spenders: dict[ReferenceKey, Spender] = {}
         for item in to_apply:
             key = (request_project_id(item.request), item.request.reference_id)  # type: ignore[arg-type]
-            spenders.setdefault(key, (item.record.topic, item.record.partition, item.record.offset))
-        uow.write(outcome, sources=spenders, now=now)
+            if key not in spenders:
+                spenders[key] = ((item.record.topic, item.record.partition, item.record.offset), fingerprint(item.record))
+        originals = dict(state.references)
+        rejected = sorted({key for d in decoded if (key := _rejection_key(d)) is not None} - originals.keys())
+        if rejected:  # rare: invalid records whose reference may have been spent before
+            originals.update(uow.load_references(rejected))
+        uow.write(outcome, spenders=spenders, now=now)
         uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets(records), now=now)
         failpoint("before_db_commit")
         uow.commit()
         failpoint("after_db_commit")
-        stored_sources = uow.reference_sources
-        stored_json = uow.result_json
 
+    sources, hashes = dict(uow.reference_sources), dict(uow.reference_hashes)
+    for spent in outcome.references:  # spent by this batch
+        key = (spent.project_id, spent.reference_id)
+        originals.setdefault(key, spent.result)
+        sources[key], hashes[key] = spenders[key]
+    answers = _Answers(originals=originals, sources=sources, hashes=hashes, result_json=uow.result_json)
+    report = BatchReport()
     results = iter(outcome.results)
     for item in decoded:
+        result = next(results) if item.request is not None else None
+        answers.add(report, item, result)
+    return report
+
+
+def _rejection_key(item: Decoded) -> ReferenceKey | None:
+    rejection = item.rejection
+    if rejection is None or rejection.project_id is None:
+        return None
+    return (rejection.project_id, rejection.reference_id)
+
+
+@dataclass(slots=True, kw_only=True)
+class _Answers:
+    """Turns each record's outcome into the bytes to publish, one record at a time."""
+
+    originals: Mapping[ReferenceKey, Result]  # every reference spent, before or in this batch
+    sources: Mapping[ReferenceKey, Source]  # the record that spent it
+    hashes: Mapping[ReferenceKey, bytes]  # that record's fingerprint
+    result_json: Mapping[int, str]  # id(result) -> its JSON as stored
+
+    def add(self, report: BatchReport, item: Decoded, result: Result | None) -> None:
+        record = item.record
         if item.dlq_reason is not None:
-            report.dead_letters.append(DeadLetter(record=item.record, reason=item.dlq_reason))
-            continue
-        if item.rejection is not None:
-            report.replies.append(Reply(record=item.record, result=item.rejection))
-            continue
-        result = next(results)
-        if result.error is not None and result.error.code == ErrorCode.DuplicateReferenceId and result.original is not None:
-            source = (item.record.topic, item.record.partition, item.record.offset)
-            if stored_sources.get((result.project_id, result.reference_id)) == source:
-                # A redelivery of the record that spent the reference: answer as the first time.
-                result = result.original
-        text = stored_json.get(id(result))
-        report.replies.append(Reply(record=item.record, result=result, payload=text.encode() if text is not None else None))
+            report.dead_letters.append(DeadLetter(record=record, reason=item.dlq_reason))
+            return
+        try:
+            report.replies.append(self._reply(item, result))
+        except Exception as error:  # noqa: BLE001 - this record's answer cannot be built: it alone goes to the DLQ
+            log.error("the answer to the record at %s could not be built (%s); dead-lettering it", record.where, _describe(error))
+            report.dead_letters.append(DeadLetter(record=record, reason=f"the answer could not be built ({type(error).__name__})"))
+
+    def _reply(self, item: Decoded, result: Result | None) -> Reply:
+        record = item.record
+        if result is None:
+            assert item.rejection is not None, "a record is a request, a rejection or a dead letter"
+            key = _rejection_key(item)
+            original = self.originals.get(key) if key is not None else None
+            if original is None:
+                return Reply(record=record, result=item.rejection, key=result_key(item.rejection), value=self._json(item.rejection))
+            # An invalid request can never be the one that spent the reference.
+            return self._duplicate(record, item.rejection, original, DIFFERENT_REQUEST)
+        original = result.original
+        if result.error is None or result.error.code != ErrorCode.DuplicateReferenceId or original is None:
+            return Reply(record=record, result=result, key=result_key(result), value=self._json(result))
+        key = (original.project_id or "", original.reference_id)
+        if self.sources.get(key) == (record.topic, record.partition, record.offset):
+            # A redelivery of the record that spent the reference: answered as the first time.
+            return Reply(record=record, result=original, key=result_key(original), value=self._json(original))
+        stored_hash = self.hashes.get(key)
+        same = stored_hash is None or stored_hash == fingerprint(record)
+        return self._duplicate(record, result, original, SAME_REQUEST if same else DIFFERENT_REQUEST)
+
+    def _duplicate(self, record: SourceRecord, result: Result, original: Result, kind: str) -> Reply:
+        return Reply(record=record, result=result, key=result_key(original), value=self._json(original), duplicate=kind)
+
+    def _json(self, result: Result) -> bytes:
+        text = self.result_json.get(id(result))
+        return (text if text is not None else result.model_dump_json()).encode()
+
+
+def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consumer_group: str, max_request_bytes: int) -> BatchReport:
+    """This one record failed in the database or the engine: answer it InternalError, change
+    nothing, spend nothing, and move PostgreSQL's offset past it (it would fail again)."""
+    log.error("the record at %s failed alone (%s); answering it InternalError", record.where, _describe(error))
+    now = datetime.now(UTC)
+    item = decode(record, max_bytes=max_request_bytes, now=now)
+    if item.request is not None:
+        request = item.request
+        message = f"this request could not be processed ({type(error).__name__}); nothing was applied"
+        failed = failed_result(
+            reference_id=request.reference_id,
+            project_id=request_project_id(request),
+            request_type=request.type,
+            error=error_info(ErrorCode.InternalError, message),
+            processed_at=now,
+        )
+        item = Decoded(record=record, rejection=failed)  # answered, never applied
+    key = _rejection_key(item)
+    with UnitOfWork(engine) as uow:
+        originals = uow.load_references([key]) if key is not None else {}
+        uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets([record]), now=now)
+        uow.commit()
+    report = BatchReport()
+    _Answers(originals=originals, sources={}, hashes={}, result_json={}).add(report, item, None)
     return report

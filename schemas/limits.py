@@ -34,3 +34,18 @@ MAX_BALANCE_MINOR: Final = 10**38 - 1
 # Character class of the IDs a client may choose (projects, assets, wallets).
 ID_PATTERN: Final = r"^[A-Za-z0-9._:@+-]+$"
 ASSET_CODE_PATTERN: Final = r"^[A-Za-z0-9_-]+$"
+
+# What the processor's parser accepts in a Kafka record (bounds on hostile input). A record
+# beyond them is never parsed into a request: it is answered ValidationError when a top-level
+# `reference_id` can be read, and dead-lettered otherwise.
+# JSON nesting: a request needs 4 levels (request -> operations -> operation -> value).
+MAX_JSON_DEPTH: Final = 32
+# An integer literal longer than this is read as its digits (then refused by the field's type)
+# instead of being turned into an int; Python refuses beyond 4,300 digits anyway.
+MAX_INTEGER_LITERAL_DIGITS: Final = 64
+# A `correlation_id` header is echoed on the result only up to this many bytes.
+MAX_CORRELATION_ID_BYTES: Final = 1024
+# The parts of an answer taken from a record that failed validation: a longer reference ID,
+# or one that is not valid UTF-8 text, cannot be answered and the record is dead-lettered.
+MAX_ANSWERABLE_REFERENCE_ID_LEN: Final = 1024
+MAX_ECHOED_TYPE_LEN: Final = 64

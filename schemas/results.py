@@ -124,3 +124,33 @@ class Result(_View):
 
 
 Result.model_rebuild()
+
+
+# --- duplicates on the reply topic ------------------------------------------------------
+# The reply topic is compacted by key, so every record under "{project_id}/{reference_id}"
+# carries the reference's real answer. A repeat of a spent reference is answered with that
+# same value plus the header DUPLICATE_HEADER, whose value says what the repeat was.
+DUPLICATE_HEADER = "duplicate"
+SAME_REQUEST = "same-request"  # byte-for-byte the request that spent the reference: a retry
+DIFFERENT_REQUEST = "different-request"  # another request reusing the reference: a client bug
+DUPLICATE_KINDS = (SAME_REQUEST, DIFFERENT_REQUEST)
+
+
+def duplicate_result(original: Result, *, kind: str, request_type: str, processed_at: datetime) -> Result:
+    """The seed API's answer to a repeat, from a record marked with DUPLICATE_HEADER: Failed,
+    DuplicateReferenceId, with the reference's real answer as `original`."""
+    if kind not in DUPLICATE_KINDS:
+        raise ValueError(f"{DUPLICATE_HEADER} header {kind!r} is not one of {', '.join(DUPLICATE_KINDS)}")
+    where = f" in project {original.project_id!r}" if original.project_id else ""
+    message = f"reference ID {original.reference_id!r} was already used{where}"
+    if kind == DIFFERENT_REQUEST:
+        message += " by a different request (this request's payload differs from the one that spent it)"
+    return Result(
+        reference_id=original.reference_id,
+        project_id=original.project_id,
+        type=request_type or original.type,
+        status=Status.Failed,
+        error=ErrorInfo(code=ErrorCode.DuplicateReferenceId, message=message),
+        processed_at=processed_at,
+        original=original,
+    )

@@ -5,12 +5,15 @@
 
 Retrying is safe: send the same request with the same reference ID again; a request that was
 already applied answers DuplicateReferenceId with the original result, never a second effect.
+(On the topic a repeat is the original's result under a `duplicate` header, so that the
+compacted topic keeps the real answer; `read_result` turns it back into DuplicateReferenceId.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -19,9 +22,12 @@ from pydantic import ValidationError
 
 from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
-from schemas.results import Result
+from schemas.results import DUPLICATE_HEADER, Result, duplicate_result
 
-__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "result_key"]
+__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "read_result", "result_key"]
+
+
+METADATA_ATTEMPTS = 20  # about 5 s for a new results topic to show in the metadata
 
 
 class ResultTimeout(TimeoutError):
@@ -37,10 +43,15 @@ async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
     """Assign every partition of the results topic to a started consumer, positioned at the end:
     only results published from now on are read. Call it before publishing requests."""
     partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        # aiokafka has no public way to refresh a consumer's metadata for one topic.
+    for _ in range(METADATA_ATTEMPTS):
+        if partitions:
+            break
+        # A topic just created takes a moment to show; aiokafka has no public way to refresh
+        # a consumer's metadata for one topic.
         await consumer._client.force_metadata_update()
         partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await asyncio.sleep(0.25)
     if not partitions:
         raise RuntimeError(f"results topic {topic!r} does not exist: start the processor first (cloudwallet run)")
     assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
@@ -48,6 +59,26 @@ async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
     await consumer.seek_to_end(*assignment)
     for tp in assignment:
         await consumer.position(tp)
+
+
+def header(record: Any, name: str) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == name:
+            return value
+    return None
+
+
+def read_result(record: Any) -> Result:
+    """The Result a results-topic record answers its request with: the record's value, or for
+    a repeat of a spent reference (a `duplicate` header) DuplicateReferenceId with that value
+    as `original`. Raises pydantic's ValidationError (or ValueError) for what it cannot read."""
+    result = Result.model_validate_json(record.value or b"")
+    kind = header(record, DUPLICATE_HEADER)
+    if kind is None:
+        return result
+    request_type = (header(record, "request_type") or b"").decode("utf-8", "replace")
+    at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp and record.timestamp > 0 else datetime.now(UTC)
+    return duplicate_result(result, kind=kind.decode("utf-8", "replace"), request_type=request_type, processed_at=at)
 
 
 def _as_request(request: RequestModel | Mapping[str, Any]) -> RequestModel:
@@ -115,8 +146,8 @@ class WalletClient:
                     if not waiters:
                         continue
                     try:
-                        result = Result.model_validate_json(record.value)
-                    except ValidationError as error:  # a result this client version cannot read
+                        result = read_result(record)
+                    except (ValidationError, ValueError) as error:  # a result this client version cannot read
                         for waiter in waiters:
                             if not waiter.done():
                                 waiter.set_exception(error)

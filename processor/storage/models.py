@@ -138,6 +138,9 @@ processed_requests = sa.Table(
     sa.Column("source_topic", sa.Text),
     sa.Column("source_partition", sa.Integer),
     sa.Column("source_offset", sa.BigInteger),
+    # SHA-256 of that record's value: tells a retry (same bytes) from a different request that
+    # reused the reference ID.
+    sa.Column("request_hash", sa.LargeBinary),
     sa.Column("created_at", TIMESTAMP, nullable=False),
 )
 

@@ -33,6 +33,9 @@ from schemas.states import CustomerStatus, WalletStatus
 Offsets = Mapping[tuple[str, int], int]
 # (topic, partition, offset) of a Kafka record
 Source = tuple[str, int, int]
+# The record that spends a reference, and the SHA-256 of its value
+Spender = tuple[Source, bytes]
+ReferenceKey = tuple[str, str]
 
 ENTRY_COLUMNS = (
     "project_id",
@@ -65,7 +68,8 @@ COPY_TRANSACTIONS = (
 )
 COPY_ENTRIES = f"COPY wallet_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN"
 COPY_REFERENCES = (
-    "COPY processed_requests (project_id, reference_id, request_type, result, source_topic, source_partition, source_offset, created_at) "
+    "COPY processed_requests (project_id, reference_id, request_type, result, source_topic, source_partition, source_offset, "
+    "request_hash, created_at) "
     "FROM STDIN"
 )
 LOCK_WALLETS = (
@@ -129,8 +133,10 @@ class UnitOfWork:
     def __init__(self, engine: sa.Engine) -> None:
         self._engine = engine
         self._connection: sa.Connection | None = None
-        # For each spent reference loaded: the (topic, partition, offset) of the record that spent it.
-        self.reference_sources: dict[tuple[str, str], Source] = {}
+        # For each spent reference loaded: the (topic, partition, offset) of the record that spent
+        # it, and the fingerprint of that record's value (rows from before revision 0003 have none).
+        self.reference_sources: dict[ReferenceKey, Source] = {}
+        self.reference_hashes: dict[ReferenceKey, bytes] = {}
         # id(result) -> its JSON as written to processed_requests, for publishing the same bytes.
         self.result_json: dict[int, str] = {}
         self._loaded_wallets: Mapping[tuple[str, str], Wallet] = {}
@@ -247,17 +253,25 @@ class UnitOfWork:
             self._load_wallet_assets_and_owners(state, owners=keys.wallet_owners)
 
         if keys.reference_keys:
-            t = m.processed_requests
-            query = sa.select(t.c.project_id, t.c.reference_id, t.c.result, t.c.source_topic, t.c.source_partition, t.c.source_offset).where(
-                _keys_in(t, "project_id", "reference_id", keys.reference_keys, "refs")
-            )
-            for row in c.execute(query):
-                key = (row.project_id, row.reference_id)
-                state.references[key] = Result.model_validate(row.result)
-                if row.source_topic is not None:
-                    self.reference_sources[key] = (row.source_topic, row.source_partition, row.source_offset)
+            state.references.update(self.load_references(keys.reference_keys))
         self._loaded_wallets = state.wallets
         return state
+
+    def load_references(self, keys: Sequence[ReferenceKey]) -> dict[ReferenceKey, Result]:
+        """The stored result of each spent reference among `keys`, noting who spent it."""
+        t = m.processed_requests
+        query = sa.select(
+            t.c.project_id, t.c.reference_id, t.c.result, t.c.source_topic, t.c.source_partition, t.c.source_offset, t.c.request_hash
+        ).where(_keys_in(t, "project_id", "reference_id", keys, "refs"))
+        found: dict[ReferenceKey, Result] = {}
+        for row in self.connection.execute(query):
+            key = (row.project_id, row.reference_id)
+            found[key] = Result.model_validate(row.result)
+            if row.source_topic is not None:
+                self.reference_sources[key] = (row.source_topic, row.source_partition, row.source_offset)
+            if row.request_hash is not None:
+                self.reference_hashes[key] = row.request_hash
+        return found
 
     def _lock(self, table: sa.Table, id_column: str, keys: Sequence[tuple[str, str]]) -> None:
         self.connection.execute(
@@ -289,10 +303,10 @@ class UnitOfWork:
 
     # ------------------------------------------------------------------------------- writing
 
-    def write(self, outcome: BatchOutcome, *, sources: Mapping[tuple[str, str], Source], now: datetime) -> None:
+    def write(self, outcome: BatchOutcome, *, spenders: Mapping[ReferenceKey, Spender], now: datetime) -> None:
         """Write the batch's change set: multi-row statements and one COPY, never a row per trip.
 
-        `sources` names the record that spent each new reference.
+        `spenders` names the record that spent each new reference, with its fingerprint.
         """
         c = self.connection
         if outcome.projects_upserted:
@@ -355,7 +369,7 @@ class UnitOfWork:
         if outcome.references:
             # A reference spent concurrently by another partition makes this fail on the
             # primary key; the caller retries the whole batch, which then sees the reference.
-            self._copy_references(outcome, sources=sources, now=now)
+            self._copy_references(outcome, spenders=spenders, now=now)
 
     def _driver_cursor(self) -> Any:
         return self.connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -438,7 +452,7 @@ class UnitOfWork:
                     (e.project_id, e.wallet_id, e.transaction_id, e.operation_index, e.entry_type.value, e.amount, e.balance_after, e.created_at)
                 )
 
-    def _copy_references(self, outcome: BatchOutcome, *, sources: Mapping[tuple[str, str], Source], now: datetime) -> None:
+    def _copy_references(self, outcome: BatchOutcome, *, spenders: Mapping[ReferenceKey, Spender], now: datetime) -> None:
         """Spent references with their result, serialized once: the JSON stored here is also
         what gets published (`result_json`), so the two can never differ."""
         result_json = self.result_json
@@ -446,19 +460,9 @@ class UnitOfWork:
             for r in outcome.references:
                 text = r.result.model_dump_json()
                 result_json[id(r.result)] = text
-                source = sources.get((r.project_id, r.reference_id))
-                copy.write_row(
-                    (
-                        r.project_id,
-                        r.reference_id,
-                        r.request_type,
-                        text,
-                        source[0] if source else None,
-                        source[1] if source else None,
-                        source[2] if source else None,
-                        now,
-                    )
-                )
+                spender = spenders.get((r.project_id, r.reference_id))
+                source, request_hash = spender if spender else ((None, None, None), None)
+                copy.write_row((r.project_id, r.reference_id, r.request_type, text, *source, request_hash, now))
 
     # ------------------------------------------------------------------------------- offsets
 

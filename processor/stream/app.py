@@ -3,14 +3,20 @@
 Per batch of records (one poll):
 1. decode, apply and commit to PostgreSQL (ledger changes, spent references with their
    results, consumer offsets) in one transaction, in a worker thread;
-2. publish every result (to `reply_to` if the record names one) and every dead letter, and
-   wait until the broker has them all;
+2. publish every result (to `reply_to` if the record names a usable one) and every dead letter,
+   and wait until the broker has them all;
 3. commit the offsets to Kafka (FastStream's ack).
 If anything fails before 3, the batch is rewound (FastStream's nack) and comes again; the spent
 reference IDs make the second pass change nothing and re-publish the same results.
 
+Records reach the handler as raw bytes: FastStream's batch parser would decode every header
+of the whole batch as UTF-8, and one binary header value would fail the batch.
+
 PostgreSQL unreachable: the batch waits and retries, the partition pauses, nothing is skipped.
 Kafka unreachable: publishing retries; offsets are not committed until the results are out.
+A message the broker refuses for good (a topic that vanished, a size or authorization refusal)
+is degraded one step, never retried forever: a result for `reply_to` goes to the results topic,
+a result the results topic refuses becomes a dead letter, a dead letter shrinks to its reason.
 """
 
 from __future__ import annotations
@@ -26,13 +32,15 @@ from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
+from faststream.kafka.message import KafkaAckableMessage
 
 from processor.failpoints import failpoint
-from processor.service import BatchReport, process_batch
+from processor.service import BatchReport, DeadLetter, process_batch
 from processor.settings import ProcessorSettings
 from processor.storage.unit_of_work import UnitOfWork
 from processor.stream.decode import SourceRecord
-from processor.stream.publishing import Message, publish_records
+from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
+from processor.stream.publishing import publish_records
 from processor.stream.topics import ensure_topics
 
 log = logging.getLogger("processor")
@@ -41,10 +49,6 @@ T = TypeVar("T")
 RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
 
 MAX_PUBLISH_BYTES = 16 * 1024 * 1024
-
-# Headers: a client's correlation ID is echoed; reply_to names another result topic.
-CORRELATION_HEADER = "correlation_id"
-REPLY_TO_HEADER = "reply_to"
 
 
 def source_record(record: Any) -> SourceRecord:
@@ -55,6 +59,19 @@ def source_record(record: Any) -> SourceRecord:
         key=record.key,
         value=record.value,
         headers=tuple(record.headers or ()),
+    )
+
+
+def raw_batch_message(records: tuple[Any, ...], *, consumer: Any) -> KafkaAckableMessage:
+    """FastStream's message for a batch, with nothing decoded (its own parser decodes every
+    header of every record, and fails the whole batch on one that is not UTF-8)."""
+    first, last = records[0], records[-1]
+    return KafkaAckableMessage(
+        raw_message=records,
+        body=records,
+        message_id=f"{first.topic}-{first.partition}-{first.offset}-{last.offset}",
+        correlation_id=f"{first.topic}-{first.partition}-{first.offset}",
+        consumer=consumer,
     )
 
 
@@ -99,12 +116,15 @@ async def until_it_works(what: str, action: Callable[[], Awaitable[T]], *, retry
 
 
 class ResumeFromDatabase(ConsumerRebalanceListener):
-    """On assignment, a partition with no offset committed in Kafka resumes from PostgreSQL's.
+    """On assignment, PostgreSQL's stored offset is the floor of where a partition resumes.
 
-    Kafka's committed offset, when present, is never ahead of PostgreSQL's (Kafka is committed
-    after the database) and is preferred: the records between the two are replayed, which
-    re-publishes results a crash may have kept from going out; the spent reference IDs make
-    the replay change nothing.
+    * No offset committed in Kafka: resume from PostgreSQL's.
+    * Kafka's behind PostgreSQL's (a crash between the two commits): Kafka's is followed, and
+      the records between them are replayed, which re-publishes results a crash may have kept
+      from going out; the spent reference IDs make the replay change nothing.
+    * Kafka's ahead of PostgreSQL's: never legitimate (Kafka is committed after the database),
+      it means someone else moved the group's offsets, or its state was restored or lost.
+      Following it would skip records never applied: it is logged as an error and ignored.
     """
 
     def __init__(self, *, engine: sa.Engine, consumer_group: str, consumer: Callable[[], Any]) -> None:
@@ -145,10 +165,21 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
                 by_topic[tp.topic] = await asyncio.to_thread(self._stored_offsets, tp.topic)
             committed = await consumer.committed(tp)
             stored = by_topic[tp.topic].get(tp.partition)
-            if committed is None and stored is not None:
+            floor = stored if stored is not None else 0  # nothing stored: nothing was processed
+            if committed is None:
+                if stored is None:
+                    continue  # a new partition: auto_offset_reset decides
                 log.info("resuming %s[%d] from PostgreSQL's offset %d", tp.topic, tp.partition, stored)
-                self.floors[(tp.topic, tp.partition)] = stored
-                consumer.seek(tp, stored)
+            elif committed <= floor:
+                continue
+            else:
+                log.error(
+                    "Kafka's committed offset %d for %s[%d] is ahead of PostgreSQL's %d: records in between were never "
+                    "applied; ignoring Kafka's and resuming from PostgreSQL's (check who commits offsets for group %r)",
+                    committed, tp.topic, tp.partition, floor, self.consumer_group,
+                )
+            self.floors[(tp.topic, tp.partition)] = floor
+            consumer.seek(tp, floor)
 
     def _stored_offsets(self, topic: str) -> dict[int, int]:
         with UnitOfWork(self.engine) as uow:
@@ -165,6 +196,7 @@ class Processor:
         # Results go out through `self.producer`, a batch at a time (see `publish`).
         self.broker = KafkaBroker(settings.bootstrap_servers, graceful_timeout=30.0, client_id="cloudwallet-processor")
         self.producer: AIOKafkaProducer | None = None
+        self.reply_targets: ReplyTargets | None = None
         self.listener = ResumeFromDatabase(
             engine=self.engine, consumer_group=settings.consumer_group, consumer=lambda: self.subscriber.consumer
         )
@@ -178,8 +210,10 @@ class Processor:
             ack_policy=AckPolicy.NACK_ON_ERROR,
             listener=self.listener,
             max_partition_fetch_bytes=max(settings.max_request_bytes * 2, 1_048_576),
-            # The handler reads the raw records (the service decodes them): FastStream's own
-            # decoding, a message object and a JSON parse per record, would be thrown away.
+            # The handler reads the raw records (the service decodes them, one at a time):
+            # FastStream's own parsing would decode every header of the batch and fail it on
+            # one that is not UTF-8; its decoding would be thrown away.
+            parser=lambda records: raw_batch_message(records, consumer=self.subscriber.consumer),
             decoder=lambda message: message.body,
         )
         self.subscriber(self.handle_batch)
@@ -210,26 +244,64 @@ class Processor:
     async def publish(self, report: BatchReport) -> None:
         """Every result and dead letter of the batch, then wait until the broker has them all
         (one aiokafka batch per partition: processor/stream/publishing.py)."""
-        assert self.producer is not None, "the processor has not started"
+        assert self.producer is not None and self.reply_targets is not None, "the processor has not started"
+        outgoing = await self._outgoing(report)
+        try:
+            await publish_records(self.producer, [item.message for item in outgoing])
+        except KafkaError as error:
+            if broker_unavailable(error):
+                raise
+            log.error("the broker refused part of a batch for good (%s); publishing it message by message", type(error).__name__)
+            for item in outgoing:
+                await self._publish_or_degrade(item)
+
+    async def _outgoing(self, report: BatchReport) -> list[Outgoing]:
         results_topic = self.settings.results_topic
-        messages: list[Message] = []
-        for reply in report.replies:
-            record = reply.record
-            headers: list[tuple[str, bytes]] = [("request_type", reply.result.type.encode())]
-            correlation_id = record.header(CORRELATION_HEADER)
-            if correlation_id is not None:
-                headers.append((CORRELATION_HEADER, correlation_id.encode()))
-            messages.append((record.header(REPLY_TO_HEADER) or results_topic, reply.key, reply.value(), headers))
+        # An empty or absent reply_to names no topic.
+        wanted = [reply.record.header_bytes(REPLY_TO_HEADER) or None for reply in report.replies]
+        named = [raw for raw in wanted if raw is not None]
+        refusals = await self.reply_targets.refusals(named) if named else {}  # type: ignore[union-attr]
+        outgoing: list[Outgoing] = []
+        for reply, raw in zip(report.replies, wanted, strict=True):
+            if raw is None:
+                outgoing.append(result_message(reply, topic=results_topic))
+            elif raw in refusals:
+                outgoing.append(result_message(reply, topic=results_topic, reply_to_error=refusals[raw]))
+            else:
+                outgoing.append(result_message(reply, topic=raw.decode()))
         for letter in report.dead_letters:
-            record = letter.record
-            headers = [
-                ("dlq_reason", letter.reason.encode()),
-                ("dlq_topic", record.topic.encode()),
-                ("dlq_partition", str(record.partition).encode()),
-                ("dlq_offset", str(record.offset).encode()),
-            ]
-            messages.append((self.settings.dlq_topic, record.key, record.value or b"", headers))
-        await publish_records(self.producer, messages)
+            outgoing.append(self._dead_letter(letter))
+        return outgoing
+
+    def _dead_letter(self, letter: DeadLetter, *, minimal: bool = False) -> Outgoing:
+        return dead_letter_message(letter, topic=self.settings.dlq_topic, max_value_bytes=self.settings.max_request_bytes, minimal=minimal)
+
+    async def _publish_or_degrade(self, item: Outgoing) -> None:
+        """Publish one message; if the broker refuses it for good, publish the next best thing."""
+        assert self.producer is not None
+        while True:
+            try:
+                await publish_records(self.producer, [item.message])
+                return
+            except KafkaError as error:
+                if broker_unavailable(error):
+                    raise
+                degraded = self._degraded(item, reason=f"{type(error).__name__}: {error}")
+                if degraded is None:
+                    raise
+                log.error("the broker refused a message for %s (%s); publishing %s instead", item.message[0], type(error).__name__, degraded.message[0])
+                item = degraded
+
+    def _degraded(self, item: Outgoing, *, reason: str) -> Outgoing | None:
+        topic = item.message[0]
+        if item.reply is not None and topic != self.settings.results_topic:
+            self.reply_targets.forget(topic)  # type: ignore[union-attr]
+            return result_message(item.reply, topic=self.settings.results_topic, reply_to_error=f"publishing to {topic!r} failed: {reason}")
+        if item.reply is not None:
+            return self._dead_letter(DeadLetter(record=item.reply.record, reason=f"the result could not be published: {reason}"))
+        if item.letter is not None and item.message[2]:
+            return self._dead_letter(DeadLetter(record=item.letter.record, reason=f"{item.letter.reason}; the full letter was refused: {reason}"), minimal=True)
+        return None
 
     async def on_startup(self) -> None:
         if self.settings.create_topics:
@@ -246,6 +318,7 @@ class Processor:
             max_request_size=MAX_PUBLISH_BYTES,
         )
         await self.producer.start()
+        self.reply_targets = ReplyTargets(producer=self.producer, forbidden=(self.settings.requests_topic, self.settings.dlq_topic))
 
     async def after_startup(self) -> None:
         tune_gc()

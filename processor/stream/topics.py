@@ -9,6 +9,8 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.settings import ProcessorSettings
 
+DLQ_OVERHEAD_BYTES = 256 * 1024  # a dead letter's key, headers and batch framing, at most
+
 log = logging.getLogger(__name__)
 
 
@@ -22,7 +24,14 @@ async def ensure_topics(*, settings: ProcessorSettings) -> None:
             replication_factor=settings.topic_replication_factor,
             topic_configs={"cleanup.policy": "compact"},
         ),
-        NewTopic(settings.dlq_topic, num_partitions=1, replication_factor=settings.topic_replication_factor),
+        # Room for a dead letter of the largest record the processor reads, with its key and
+        # headers (processor/stream/outbox.py bounds each), whatever the broker's default.
+        NewTopic(
+            settings.dlq_topic,
+            num_partitions=1,
+            replication_factor=settings.topic_replication_factor,
+            topic_configs={"max.message.bytes": str(settings.max_request_bytes + DLQ_OVERHEAD_BYTES)},
+        ),
     ]
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="cloudwallet-admin")
     await admin.start()

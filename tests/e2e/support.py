@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import json
+
+from aiokafka import AIOKafkaProducer
+
+from processor.client import WalletClient
+from schemas.requests import RequestAdapter, partition_key
 
 
 async def collect_results(*, topology, count: int | None = None, references: set[str] | None = None, timeout: float = 60) -> list:
     """Read the results topic from the beginning until `count` records, or a result for every
-    one of `references`, are there (or the timeout passes): [(key, Result, headers)]."""
+    one of `references`, are there (or the timeout passes): [(key, Result, headers)], each
+    Result as the client reads it (a `duplicate` record is DuplicateReferenceId)."""
     from aiokafka import AIOKafkaConsumer
 
-    from schemas.results import Result
+    from processor.client import read_result
 
     consumer = AIOKafkaConsumer(topology.results_topic, bootstrap_servers=topology.bootstrap_servers, group_id=None, auto_offset_reset="earliest")
     await consumer.start()
@@ -27,7 +34,7 @@ async def collect_results(*, topology, count: int | None = None, references: set
         while not done() and asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 for record in records:
-                    result = Result.model_validate_json(record.value)
+                    result = read_result(record)
                     found.append((record.key.decode(), result, dict(record.headers or ())))
                     seen.add(result.reference_id)
     finally:
@@ -86,3 +93,42 @@ class TcpProxy:
     async def close(self) -> None:
         if self._server is not None:
             await self.cut()
+
+
+def project_setup(project: str, wallets: list[str], *, fund: str | None = None) -> list[dict]:
+    requests = [
+        {"type": "project.create", "project_id": project, "name": "E2E", "reference_id": f"{project}-p"},
+        {"type": "asset.create", "project_id": project, "asset_id": "usd", "code": "USD", "name": "Dollar", "fractions": 100, "reference_id": f"{project}-a"},
+    ]
+    for wallet in wallets:
+        requests.append({"type": "system_wallet.open", "project_id": project, "asset_id": "usd", "wallet_id": wallet, "reference_id": f"{project}-open-{wallet}"})
+    if fund is not None:
+        requests.append(
+            {
+                "type": "transaction.run",
+                "project_id": project,
+                "reference_id": f"{project}-fund",
+                "operations": [{"type": "Issue", "wallet_id": w, "amount": fund} for w in wallets],
+            }
+        )
+    return requests
+
+
+async def submit_all(client: WalletClient, requests: list[dict]) -> list:
+    return [await client.submit(request, timeout=30) for request in requests]
+
+
+async def produce_raw(topology, records: list[tuple[bytes | None, bytes, int | None]], **producer_options) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=topology.bootstrap_servers, **producer_options)
+    await producer.start()
+    try:
+        for key, value, partition in records:
+            await producer.send(topology.requests_topic, value=value, key=key, partition=partition)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+def encoded(request: dict) -> tuple[bytes, bytes, None]:
+    model = RequestAdapter.validate_python(request)
+    return partition_key(model).encode(), json.dumps(request).encode(), None

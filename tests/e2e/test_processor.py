@@ -3,60 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections import Counter, defaultdict
 
 import pytest
 import sqlalchemy as sa
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer
 
-from processor.client import WalletClient
 from processor.storage.audit import audit_ledger
 from schemas.errors import ErrorCode
-from schemas.requests import RequestAdapter, partition_key
-from .support import TcpProxy, collect_results
+from .support import TcpProxy, collect_results, encoded, produce_raw, project_setup, submit_all
 
 pytestmark = pytest.mark.e2e
-
-
-def project_setup(project: str, wallets: list[str], *, fund: str | None = None) -> list[dict]:
-    requests = [
-        {"type": "project.create", "project_id": project, "name": "E2E", "reference_id": f"{project}-p"},
-        {"type": "asset.create", "project_id": project, "asset_id": "usd", "code": "USD", "name": "Dollar", "fractions": 100, "reference_id": f"{project}-a"},
-    ]
-    for wallet in wallets:
-        requests.append({"type": "system_wallet.open", "project_id": project, "asset_id": "usd", "wallet_id": wallet, "reference_id": f"{project}-open-{wallet}"})
-    if fund is not None:
-        requests.append(
-            {
-                "type": "transaction.run",
-                "project_id": project,
-                "reference_id": f"{project}-fund",
-                "operations": [{"type": "Issue", "wallet_id": w, "amount": fund} for w in wallets],
-            }
-        )
-    return requests
-
-
-async def submit_all(client: WalletClient, requests: list[dict]) -> list:
-    return [await client.submit(request, timeout=30) for request in requests]
-
-
-async def produce_raw(topology, records: list[tuple[bytes | None, bytes, int | None]], **producer_options) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=topology.bootstrap_servers, **producer_options)
-    await producer.start()
-    try:
-        for key, value, partition in records:
-            await producer.send(topology.requests_topic, value=value, key=key, partition=partition)
-        await producer.flush()
-    finally:
-        await producer.stop()
-
-
-def encoded(request: dict) -> tuple[bytes, bytes, None]:
-    model = RequestAdapter.validate_python(request)
-    return partition_key(model).encode(), json.dumps(request).encode(), None
 
 
 def transfers(project: str, wallets: list[str], count: int, *, prefix: str) -> list[dict]:
@@ -263,8 +223,12 @@ async def test_poison_messages_go_to_the_dlq_or_fail_and_never_block_the_partiti
     assert "expected a JSON object" in reasons[1]
     assert "reference_id" in reasons[2]
     assert "empty" in reasons[3]
-    assert "over the" in reasons[4] and len(dead[4].value) == len(huge)
-    assert all(dict(r.headers)["dlq_topic"].decode() == topology.requests_topic for r in dead)
+    # An oversized record's letter keeps its first max_request_bytes, with the whole one's size and hash.
+    oversized = dict(dead[4].headers)
+    assert "over the" in reasons[4] and huge.startswith(dead[4].value) and len(dead[4].value) == 1_048_576
+    assert oversized["dlq_value_bytes"] == str(len(huge)).encode()
+    assert oversized["dlq_value_sha256"] == hashlib.sha256(huge).hexdigest().encode()
+    assert all(dict(r.headers)["source_topic"].decode() == topology.requests_topic for r in dead)
 
 
 async def test_duplicate_delivery_and_client_retries_apply_once(processors, client, topology, db):
