@@ -105,6 +105,13 @@ printable characters, unique per project across **all** request types) and
 never coerced from numbers. A message that cannot be decoded at all goes to the DLQ
 with the reason; one that decodes but breaks these rules gets a `Failed` result with
 code `ValidationError`.
+
+What the processor reads is bounded (every limit is in the table at the end): a record
+value of at most `CLOUDWALLET_MAX_REQUEST_BYTES` (1 MiB by default), JSON nested at most
+`MAX_JSON_DEPTH` levels, integer literals of at most `MAX_INTEGER_LITERAL_DIGITS` digits.
+A record beyond them is answered `ValidationError` when its top-level `reference_id` can be
+read and answered (a string of at most `MAX_ANSWERABLE_REFERENCE_ID_LEN` characters that is
+valid Unicode: no lone surrogate; the empty string included), and goes to the DLQ otherwise.
 """
 
 AMOUNTS = f"""\
@@ -122,7 +129,10 @@ AMOUNTS = f"""\
 * Balances are integers of minor units, 0 … 10**38 - 1 (PostgreSQL `NUMERIC(38,0)`);
   going above fails with `BalanceLimitExceeded`, below zero with `InsufficientFunds`.
 * Results carry amounts and balances as decimal strings with exactly the asset's scale
-  (500 minor units with `fractions=100` → `"5.00"`). Operations are echoed as sent.
+  (500 minor units with `fractions=100` → `"5.00"`).
+* A transaction's operations are echoed as validated: each amount as the decimal string
+  of the value sent — an integer becomes a string (`7` → `"7"`), leading zeros go
+  (`"007"` → `"7"`), fraction digits stay as sent (`"1.500"` stays `"1.500"`).
 """
 
 KEYING = """\
@@ -157,6 +167,34 @@ and `original` for a `DuplicateReferenceId`. Entries are `Issue`, `Redeem`, `Deb
 from side of a Transfer) and `Credit` (the to side), each with `balance_after`. A failed
 request carries no entity state, except a failed `transaction.run`, whose result carries
 the recorded (Failed, entry-less) transaction.
+
+Headers of every result: `request_type`, `source_topic`, `source_partition` and
+`source_offset` (the request record it answers), `correlation_id` echoed as sent (raw
+bytes, up to `MAX_CORRELATION_ID_BYTES`). A `reply_to` header names another topic for the
+result; one that is not UTF-8, not a valid topic name, the requests or DLQ topic, or a
+topic that does not exist is not used: the result goes to the results topic with a
+`reply_to_error` header saying why. Dead letters carry `dlq_reason` and the same `source_*`
+headers (docs/processing.md lists the rest).
+
+### Duplicates: the compacted topic keeps the real answer
+
+The results topic is compacted by `"{project_id}/{reference_id}"`, so every record under a
+key carries the reference's real answer — its first and only outcome. A repeat of a spent
+reference is published as **the original's result, the same value under the same key**,
+with a header `duplicate`:
+
+| `duplicate` | meaning |
+|---|---|
+| `same-request` | the record's value is byte-for-byte the one that spent the reference: a retry |
+| `different-request` | another payload reused the reference ID (a client bug), or the repeat did not even validate |
+
+Clients read such a record as the seed API's answer: `Failed` / `DuplicateReferenceId`
+with `original` = the value (`processor.client.read_result`, `schemas.results.duplicate_result`);
+the gateway answers `409` with it. A redelivery of the very record that spent the
+reference (after a crash) is re-published as the first time, without the header.
+Answers that spend nothing (`ValidationError`, `ProjectNotFound`, `InternalError`) are
+published under the key only while the reference is unspent; a later real answer
+replaces them.
 """
 
 DECISIONS = """\
@@ -178,11 +216,12 @@ DECISIONS = """\
 * **What spends a reference ID.** A request that breaks the schema (a `ValidationError`
   found while decoding: a missing field, a float amount, a NUL in a name, ...) is
   answered and spends nothing: fix it and send it again with the same reference ID. A
-  record that cannot be answered at all (not JSON, not an object, no `reference_id`,
-  too large) goes to the DLQ. For a decoded request, checks run in this order: the project must exist
+  record that cannot be answered at all (not JSON, not an object, no answerable
+  `reference_id`, too large, too deep) goes to the DLQ. For a decoded request, checks run in this order: the project must exist
   (`ProjectNotFound` — the reference ID is *not* spent, there is no project to spend it
   in); then the reference must be new (`DuplicateReferenceId` — nothing changes, nothing
-  is recorded, `original` is the stored result of the first request); then the request's
+  is recorded, the stored result of the first request is re-published with a `duplicate`
+  header, see *Duplicates*); then the request's
   own rules. From there every outcome, `Completed` or `Failed` (including a
   `ValidationError` the ledger finds, such as too many decimals), spends the reference
   and is the answer to every repeat. An `InternalError` (an unexpected fault, or a

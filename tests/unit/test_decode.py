@@ -49,3 +49,71 @@ def test_a_valid_request_decodes():
     body = {"type": "wallet.rename", "project_id": "p", "reference_id": "r", "wallet_id": "w", "name": "Main"}
     decoded = decode(record(json.dumps(body).encode()), max_bytes=1024, now=NOW)
     assert decoded.request is not None and decoded.request.type == "wallet.rename"
+
+
+def raw_record(value: bytes) -> SourceRecord:
+    return SourceRecord(topic="t", partition=0, offset=0, key=None, value=value)
+
+
+def request_bytes(**fields: object) -> bytes:
+    body = {"type": "transaction.run", "project_id": "p", "reference_id": "r", "operations": [{"type": "Issue", "wallet_id": "w", "amount": "1"}]}
+    return json.dumps({**body, **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        (b'{"type": "transaction.run", "reference_id": "sur\\ud800"}', "surrogate"),
+        (b'{"reference_id": "' + b"r" * 1025 + b'"}', "longer than 1024"),
+        (b'{"reference_id": "r", "x": ' + b"[" * 3000 + b"]" * 3000 + b"}", "nested deeper"),
+        (b"[" * 5000 + b"]" * 5000, "nested deeper"),
+        (b'{"reference_id": "r", "a": 1e99999999}', None),
+    ],
+)
+def test_hostile_records_without_an_answerable_reference_are_dead_lettered(value, reason):
+    decoded = decode(raw_record(value), max_bytes=1_000_000, now=NOW)
+    if reason is None:  # 1e99999999 is inf for json.loads: a float, refused by validation, answered
+        assert decoded.rejection is not None and decoded.rejection.error.code == ErrorCode.ValidationError
+        return
+    assert decoded.request is None and decoded.rejection is None
+    assert reason in decoded.dlq_reason
+
+
+@pytest.mark.parametrize(
+    ("value", "in_message"),
+    [
+        (request_bytes(reference_id=""), "reference_id"),
+        (request_bytes().replace(b'"1"', b"9" * 5000), "longer than 64 characters"),
+        (request_bytes().replace(b'"1"', b'{"a":' * 40 + b"1" + b"}" * 40), "nested deeper than 32"),
+        (request_bytes().replace(b'"type": "transaction.run"', b'"type": "transaction.run\\udfff"'), "does not match"),
+        (request_bytes().replace(b'"project_id": "p"', b'"project_id": "p\\ud800"'), "project_id"),
+        (request_bytes().replace(b'"wallet_id": "w"', b'"wallet_id": "w", "\\ud800\\u0000": 1'), "operations.0"),
+    ],
+)
+def test_hostile_records_with_an_answerable_reference_are_answered_validation_error(value, in_message):
+    decoded = decode(raw_record(value), max_bytes=1_000_000, now=NOW)
+    assert decoded.dlq_reason is None and decoded.request is None, decoded
+    rejection = decoded.rejection
+    assert rejection.error.code == ErrorCode.ValidationError
+    assert in_message in rejection.error.message
+    # Everything in the answer can be published: valid UTF-8, no NUL, an echoed project only if valid.
+    text = rejection.model_dump_json()
+    text.encode("utf-8")
+    assert "\\u0000" not in text and "\x00" not in text
+    assert rejection.project_id in ("p", None)
+
+
+def test_a_lone_surrogate_in_the_project_id_is_not_echoed():
+    value = request_bytes().replace(b'"project_id": "p"', b'"project_id": "p\\ud800"')
+    assert decode(raw_record(value), max_bytes=1_000_000, now=NOW).rejection.project_id is None
+
+
+def test_an_unforeseen_error_dead_letters_the_record_alone(monkeypatch):
+    import processor.stream.decode as module
+
+    def explode(value: bytes) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(module.RequestAdapter, "validate_json", explode)
+    decoded = decode(raw_record(request_bytes()), max_bytes=1_000_000, now=NOW)
+    assert decoded.dlq_reason == "the record could not be decoded (RuntimeError)"

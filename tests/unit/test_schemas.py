@@ -279,3 +279,14 @@ def test_partition_key_customer_asset_project_requests() -> None:
     assert key_of("project.create") == "ref-1"
     assert key_of("project.create", project_id="p9") == "p9/p9"
     assert key_of("project.rename") == "p1/p1"
+
+
+def test_operations_are_echoed_as_validated_amounts_as_the_decimal_string_of_their_value():
+    from schemas.requests import RequestAdapter
+
+    sent = ["007", 7, "1.500", "0.10"]
+    request = RequestAdapter.validate_python(
+        {"type": "transaction.run", "project_id": "p", "reference_id": "r", "operations": [{"type": "Issue", "wallet_id": "w", "amount": a} for a in sent]}
+    )
+    echoed = [operation["amount"] for operation in RequestAdapter.dump_python(request, mode="json")["operations"]]
+    assert echoed == ["7", "7", "1.500", "0.10"]
