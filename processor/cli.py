@@ -69,7 +69,16 @@ def send(args: argparse.Namespace) -> int:
 def tail(args: argparse.Namespace) -> int:
     from aiokafka import AIOKafkaConsumer
 
+    from processor.client import read_result
+
     settings = _settings()
+
+    def shown(record: object) -> str:
+        """A result as clients read it: a repeat (`duplicate` header) as DuplicateReferenceId."""
+        try:
+            return read_result(record).model_dump_json(exclude_none=True)
+        except ValueError:  # pydantic's ValidationError included: show what is there
+            return record.value.decode("utf-8", "replace")  # type: ignore[attr-defined]
 
     async def main() -> None:
         consumer = AIOKafkaConsumer(
@@ -81,7 +90,7 @@ def tail(args: argparse.Namespace) -> int:
         await consumer.start()
         try:
             async for record in consumer:
-                print(record.value.decode(), flush=True)
+                print(shown(record), flush=True)
         finally:
             await consumer.stop()
 
