@@ -42,6 +42,7 @@ from processor.stream.decode import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
 from processor.stream.publishing import publish_records
 from processor.stream.topics import ensure_topics
+from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
 
 log = logging.getLogger("processor")
 
@@ -191,6 +192,7 @@ class Processor:
 
     def __init__(self, *, settings: ProcessorSettings) -> None:
         self.settings = settings
+        read_past_undecodable_header_keys()
         self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_pre_ping=True)
         # FastStream runs the consumer side: the group, batches, acks and graceful shutdown.
         # Results go out through `self.producer`, a batch at a time (see `publish`).

@@ -256,3 +256,26 @@ async def test_the_compacted_view_is_each_references_real_answer_after_retries_a
     assert {f"{project}/{r['reference_id']}".encode() for r in conflicting + invalid} <= flagged
     assert any(SAME_REQUEST.encode() in ks for ks in kinds.values())
     assert audit_ledger(db, project_id=project).ok
+
+
+async def test_a_header_key_that_is_not_utf8_neither_stalls_nor_loses_the_partition(funded, topology, tmp_path):
+    """aiokafka decodes header keys strictly and used to fail every poll on such a record."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    project = funded
+    values = tmp_path / "values.jsonl"
+    values.write_text("\n".join(json.dumps(transfer(project, f"raw-key-{i}")) for i in range(3)) + "\n")
+    script = Path(__file__).with_name("produce_with_raw_header_key.py")
+    done = subprocess.run(
+        [sys.executable, str(script), topology.bootstrap_servers, topology.requests_topic, "0", str(values)],
+        env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    sources = [(0, int(offset)) for offset in done.stdout.split()]
+    _poisoned, results, _letters = await poison_then_probe(topology, project, [])
+    results, letters = await answered(topology, sources)
+    assert not letters
+    assert all(json.loads(results[s].value)["status"] == "Completed" for s in sources)
