@@ -6,7 +6,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 # The app's settings: the local stack's, unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set.
 WITH_ENV = eval "$$($(STACK) env)" &&
 
-.PHONY: install up down status test unit demo bench schemas clean
+.PHONY: install up down status test unit demo bench fuzz schemas clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,9 @@ demo: install up
 
 bench: install up
 	$(WITH_ENV) $(PY) -m bench
+
+fuzz: install up
+	$(WITH_ENV) $(PY) -m fuzz $(FUZZ_ARGS)
 
 schemas: install
 	$(PY) -m schemas.jsonschema schemas/json

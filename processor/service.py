@@ -52,7 +52,6 @@ MAX_CONFLICT_RETRIES = 8
 TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
 
 
-
 @dataclass(slots=True, frozen=True, kw_only=True)
 class Reply:
     """A result to publish for one record, key and value already encoded."""
