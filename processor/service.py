@@ -41,6 +41,7 @@ from processor.ledger.views import error_info, failed_result
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
+from schemas.limits import MAX_REFERENCE_ID_LEN
 from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result
 
 log = logging.getLogger(__name__)
@@ -188,10 +189,15 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
 
 
 def _rejection_key(item: Decoded) -> ReferenceKey | None:
+    """The reference an answered-but-not-applied record may repeat; None when it cannot name a
+    spent one (only a valid reference ID can be spent, and a NUL must never reach PostgreSQL)."""
     rejection = item.rejection
     if rejection is None or rejection.project_id is None:
         return None
-    return (rejection.project_id, rejection.reference_id)
+    reference = rejection.reference_id
+    if not 0 < len(reference) <= MAX_REFERENCE_ID_LEN or not reference.isprintable():
+        return None
+    return (rejection.project_id, reference)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -261,10 +267,16 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
         )
         item = Decoded(record=record, rejection=failed)  # answered, never applied
     key = _rejection_key(item)
-    with UnitOfWork(engine) as uow:
-        originals = uow.load_references([key]) if key is not None else {}
-        uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets([record]), now=now)
-        uow.commit()
+    originals: dict[ReferenceKey, Result] = {}
+    try:
+        with UnitOfWork(engine) as uow:
+            originals = uow.load_references([key]) if key is not None else {}
+            uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets([record]), now=now)
+            uow.commit()
+    except TRANSIENT:
+        raise
+    except Exception as again:  # noqa: BLE001 - answer the record anyway; never block the partition
+        log.error("looking up the reference of the record at %s failed too (%s)", record.where, _describe(again))
     report = BatchReport()
     _Answers(originals=originals, sources={}, hashes={}, result_json={}).add(report, item, None)
     return report

@@ -112,6 +112,8 @@ value of at most `CLOUDWALLET_MAX_REQUEST_BYTES` (1 MiB by default), JSON nested
 A record beyond them is answered `ValidationError` when its top-level `reference_id` can be
 read and answered (a string of at most `MAX_ANSWERABLE_REFERENCE_ID_LEN` characters that is
 valid Unicode: no lone surrogate; the empty string included), and goes to the DLQ otherwise.
+Records are UTF-8 only (no BOM; UTF-16 and UTF-32 go to the DLQ). A member named twice in
+one object is read with its last value, as both of the processor's JSON parsers do.
 """
 
 AMOUNTS = f"""\

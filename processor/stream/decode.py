@@ -137,7 +137,9 @@ def _decode(record: SourceRecord, *, max_bytes: int, now: datetime) -> Decoded:
 def parse_bounded(value: bytes) -> tuple[Any, str | None]:
     """json.loads with the contract's bounds: (parsed, None) or (None, why it cannot be read)."""
     try:
-        return json.loads(value, parse_int=_bounded_int), None
+        # Decoded as UTF-8 first: given bytes, json.loads would also accept UTF-16 and UTF-32,
+        # and the contract (and the fast path) is UTF-8 only; a BOM is refused too.
+        return json.loads(value.decode("utf-8"), parse_int=_bounded_int), None
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         return None, f"not UTF-8 JSON: {safe_text(str(error))}"
     except RecursionError:

@@ -142,14 +142,17 @@ async def test_lone_surrogates_in_reference_project_or_type_are_answered_or_dead
         (b"k", raw("sur-project", "p\\ud800", "transaction.run"), []),
         (b"k", raw("sur-type", project, "transaction.run\\udfff"), []),
         (b"k", raw("sur-nul", project, "transaction.run\\u0000"), []),
+        (b"k", raw("nul\\u0000ref", project, "transaction.run"), []),  # must never reach PostgreSQL as text
     ]
     sources, results, letters = await poison_then_probe(topology, project, poison)
     assert b"surrogate" in dict(letters[sources[0]].headers)["dlq_reason"]
-    for source, reference in zip(sources[1:], ("sur-project", "sur-type", "sur-nul"), strict=True):
+    for source, reference in zip(sources[1:4], ("sur-project", "sur-type", "sur-nul"), strict=True):
         result = json.loads(results[source].value)
         assert (result["reference_id"], result["error"]["code"]) == (reference, "ValidationError"), result
     assert json.loads(results[sources[1]].value)["project_id"] is None, "an invalid project ID is not echoed"
     assert results[sources[2]].key == f"{project}/sur-type".encode()
+    nul = json.loads(results[sources[4]].value)
+    assert (nul["reference_id"], nul["error"]["code"]) == ("nul\x00ref", "ValidationError")
 
 
 async def test_deeply_nested_json_is_answered_or_dead_lettered(funded, topology):

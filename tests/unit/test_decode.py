@@ -117,3 +117,11 @@ def test_an_unforeseen_error_dead_letters_the_record_alone(monkeypatch):
     monkeypatch.setattr(module.RequestAdapter, "validate_json", explode)
     decoded = decode(raw_record(request_bytes()), max_bytes=1_000_000, now=NOW)
     assert decoded.dlq_reason == "the record could not be decoded (RuntimeError)"
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-32", "utf-8-sig"])
+def test_only_utf8_is_read_even_when_another_encoding_would_parse(encoding):
+    value = request_bytes().decode().encode(encoding)
+    decoded = decode(raw_record(value), max_bytes=1_000_000, now=NOW)
+    assert decoded.request is None and decoded.rejection is None
+    assert "not UTF-8 JSON" in decoded.dlq_reason
