@@ -53,7 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
-from schemas.results import DUPLICATE_HEADER
+from schemas.results import DUPLICATE_HEADER, result_key
 
 __all__ = [
     "IngestSummary",
@@ -169,10 +169,10 @@ def _outgoing(raw: dict[str, Any], value: bytes | None, line: int) -> Outgoing:
 
     model = RequestAdapter.validate_python(raw)
     project_id = request_project_id(model)
-    result_key = f"{project_id}/{model.reference_id}" if project_id else model.reference_id
     if value is None:
         value = json.dumps(raw, separators=(",", ":"), ensure_ascii=False).encode()
-    return Outgoing(key=partition_key(model).encode(), value=value, result_key=result_key, line=line, type=model.type)
+    key = result_key(project_id=project_id, reference_id=model.reference_id)
+    return Outgoing(key=partition_key(model).encode(), value=value, result_key=key, line=line, type=model.type)
 
 
 def _describe(error: Exception) -> str:

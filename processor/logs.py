@@ -32,6 +32,13 @@ class RepeatLimiter(logging.Filter):
         self._windows: dict[tuple[str, int, str], _Window] = {}
 
     def filter(self, record: logging.LogRecord) -> bool:
+        # A line that reaches several handlers is decided (and counted) once.
+        decided = getattr(record, "repeat_limiter_passed", None)
+        if decided is None:
+            decided = record.repeat_limiter_passed = self._decide(record)  # type: ignore[attr-defined]
+        return bool(decided)
+
+    def _decide(self, record: logging.LogRecord) -> bool:
         now = time.monotonic()
         group = (record.name, record.levelno, str(record.msg))
         window = self._windows.get(group)

@@ -32,25 +32,45 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
+import psycopg
 from psycopg import errors as pg_errors
 
 from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.keys import request_project_id, state_keys
+from processor.ledger.outcome import BatchOutcome
 from processor.ledger.views import error_info, failed_result
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
-from schemas.limits import MAX_REFERENCE_ID_LEN
-from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result
+from schemas.requests import is_reference_id
+from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result, result_key
 
 log = logging.getLogger(__name__)
 
 # Conflicts another processor can cause; the batch is rolled back and run again from the start.
 RETRYABLE = (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 MAX_CONFLICT_RETRIES = 8
-# PostgreSQL unreachable: the caller waits and runs the same batch again; nothing is skipped.
-TRANSIENT = (sa.exc.OperationalError, sa.exc.InterfaceError)
+# SQLSTATE classes of a database that is unavailable (connection exception, insufficient
+# resources, operator intervention): the caller waits and runs the same batch again, nothing is
+# skipped. Any other error belongs to a record of the batch, even an OperationalError such as
+# 54000 (a limit exceeded): retrying it would stall the partition for good.
+UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
+
+
+def database_unavailable(error: BaseException) -> bool:
+    """Whether `error` means PostgreSQL cannot be reached right now (wait and retry)."""
+    if isinstance(error, sa.exc.TimeoutError):  # no pooled connection in time
+        return True
+    if isinstance(error, sa.exc.DBAPIError):
+        if error.connection_invalidated:
+            return True
+        error = error.orig
+    if not isinstance(error, psycopg.Error):
+        return False
+    if error.sqlstate is None:  # raised by the client itself: no connection, or a closed one
+        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
+    return error.sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -58,7 +78,7 @@ class Reply:
     """A result to publish for one record, key and value already encoded."""
 
     record: SourceRecord
-    result: Result  # what this record got (DuplicateReferenceId with `original` for a duplicate)
+    result: Result  # what this record got (for a repeat: the answer it would get, with `original`)
     key: bytes
     value: bytes  # the reference's real answer: for a duplicate, the original's
     duplicate: str | None = None  # SAME_REQUEST | DIFFERENT_REQUEST for a repeat of a spent reference
@@ -80,10 +100,9 @@ class BatchReport:
         self.dead_letters += other.dead_letters
 
 
-def result_key(result: Result) -> bytes:
-    """The key a result is published (and compacted) under. Raises for text that is not UTF-8."""
-    project, reference = result.project_id, result.reference_id
-    return (f"{project}/{reference}" if project else reference).encode()
+def key_of(result: Result) -> bytes:
+    """The key `result` is published under. Raises for text that is not UTF-8."""
+    return result_key(project_id=result.project_id, reference_id=result.reference_id).encode()
 
 
 def fingerprint(record: SourceRecord) -> bytes:
@@ -111,17 +130,16 @@ def process_batch(
 ) -> BatchReport:
     """Decode, apply and commit one batch; return what to publish, in record order.
 
-    Raises sa.exc.OperationalError / InterfaceError when PostgreSQL is unreachable: the caller
-    waits and calls again with the same records (nothing was committed). Any other error is a
-    poison record (the database refused it, or the engine failed on it): the batch is split and
-    each record committed on its own, so that the one at fault fails alone and never blocks
-    its partition.
+    Raises when PostgreSQL is unreachable (`database_unavailable`): the caller waits and calls
+    again with the same records (nothing was committed). Any other error is a poison record
+    (the database refused it): the batch is split and each record committed on its own, so that
+    the one at fault fails alone and never blocks its partition.
     """
     try:
         return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
-    except TRANSIENT:
-        raise
     except Exception as error:  # noqa: BLE001 - isolate the record at fault
+        if database_unavailable(error):
+            raise
         if len(records) > 1:
             log.error("a batch of %d records failed (%s); committing them one by one", len(records), _describe(error))
             report = BatchReport()
@@ -158,12 +176,9 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
     with UnitOfWork(engine) as uow:
         state = uow.load_state(state_keys(requests))  # type: ignore[arg-type]
         outcome = apply_batch(requests=requests, state=state, now=now)  # type: ignore[arg-type]
-        # The record that spends each new reference is the first in the batch that carries it.
-        spenders: dict[ReferenceKey, Spender] = {}
-        for item in to_apply:
-            key = (request_project_id(item.request), item.request.reference_id)  # type: ignore[arg-type]
-            if key not in spenders:
-                spenders[key] = ((item.record.topic, item.record.partition, item.record.offset), fingerprint(item.record))
+        for index, fault in outcome.faults:
+            log.error("the engine failed on the record at %s (%s); answered InternalError", to_apply[index].record.where, _describe(fault))
+        spenders = _spenders(to_apply, outcome)
         originals = dict(state.references)
         rejected = sorted({key for d in decoded if (key := _rejection_key(d)) is not None} - originals.keys())
         if rejected:  # rare: invalid records whose reference may have been spent before
@@ -188,16 +203,25 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
     return report
 
 
+def _spenders(applied: Sequence[Decoded], outcome: BatchOutcome) -> dict[ReferenceKey, Spender]:
+    """The record that spent each reference this batch spent, with its fingerprint."""
+    spent = {id(reference.result): (reference.project_id, reference.reference_id) for reference in outcome.references}
+    spenders: dict[ReferenceKey, Spender] = {}
+    for item, result in zip(applied, outcome.results, strict=True):
+        key = spent.get(id(result))
+        if key is not None:
+            record = item.record
+            spenders[key] = ((record.topic, record.partition, record.offset), fingerprint(record))
+    return spenders
+
+
 def _rejection_key(item: Decoded) -> ReferenceKey | None:
     """The reference an answered-but-not-applied record may repeat; None when it cannot name a
     spent one (only a valid reference ID can be spent, and a NUL must never reach PostgreSQL)."""
     rejection = item.rejection
-    if rejection is None or rejection.project_id is None:
+    if rejection is None or rejection.project_id is None or not is_reference_id(rejection.reference_id):
         return None
-    reference = rejection.reference_id
-    if not 0 < len(reference) <= MAX_REFERENCE_ID_LEN or not reference.isprintable():
-        return None
-    return (rejection.project_id, reference)
+    return (rejection.project_id, rejection.reference_id)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -227,22 +251,22 @@ class _Answers:
             key = _rejection_key(item)
             original = self.originals.get(key) if key is not None else None
             if original is None:
-                return Reply(record=record, result=item.rejection, key=result_key(item.rejection), value=self._json(item.rejection))
+                return Reply(record=record, result=item.rejection, key=key_of(item.rejection), value=self._json(item.rejection))
             # An invalid request can never be the one that spent the reference.
             return self._duplicate(record, item.rejection, original, DIFFERENT_REQUEST)
         original = result.original
         if result.error is None or result.error.code != ErrorCode.DuplicateReferenceId or original is None:
-            return Reply(record=record, result=result, key=result_key(result), value=self._json(result))
+            return Reply(record=record, result=result, key=key_of(result), value=self._json(result))
         key = (original.project_id or "", original.reference_id)
         if self.sources.get(key) == (record.topic, record.partition, record.offset):
             # A redelivery of the record that spent the reference: answered as the first time.
-            return Reply(record=record, result=original, key=result_key(original), value=self._json(original))
+            return Reply(record=record, result=original, key=key_of(original), value=self._json(original))
         stored_hash = self.hashes.get(key)
         same = stored_hash is None or stored_hash == fingerprint(record)
         return self._duplicate(record, result, original, SAME_REQUEST if same else DIFFERENT_REQUEST)
 
     def _duplicate(self, record: SourceRecord, result: Result, original: Result, kind: str) -> Reply:
-        return Reply(record=record, result=result, key=result_key(original), value=self._json(original), duplicate=kind)
+        return Reply(record=record, result=result, key=key_of(original), value=self._json(original), duplicate=kind)
 
     def _json(self, result: Result) -> bytes:
         text = self.result_json.get(id(result))
@@ -250,8 +274,8 @@ class _Answers:
 
 
 def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consumer_group: str, max_request_bytes: int) -> BatchReport:
-    """This one record failed in the database or the engine: answer it InternalError, change
-    nothing, spend nothing, and move PostgreSQL's offset past it (it would fail again)."""
+    """The database refused this one record: answer it InternalError, change nothing, spend
+    nothing, and move PostgreSQL's offset past it (it would fail again)."""
     log.error("the record at %s failed alone (%s); answering it InternalError", record.where, _describe(error))
     now = datetime.now(UTC)
     item = decode(record, max_bytes=max_request_bytes, now=now)
@@ -267,16 +291,18 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
         )
         item = Decoded(record=record, rejection=failed)  # answered, never applied
     key = _rejection_key(item)
-    originals: dict[ReferenceKey, Result] = {}
+    report = BatchReport()
     try:
         with UnitOfWork(engine) as uow:
             originals = uow.load_references([key]) if key is not None else {}
             uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets([record]), now=now)
             uow.commit()
-    except TRANSIENT:
-        raise
-    except Exception as again:  # noqa: BLE001 - answer the record anyway; never block the partition
-        log.error("looking up the reference of the record at %s failed too (%s)", record.where, _describe(again))
-    report = BatchReport()
+    except Exception as again:  # noqa: BLE001 - never block the partition on this record
+        if database_unavailable(again):
+            raise
+        # Its reference may be spent: an answer under its key could hide the real one.
+        log.error("the record at %s failed again while being answered (%s); dead-lettering it", record.where, _describe(again))
+        report.dead_letters.append(DeadLetter(record=record, reason=f"this record failed in the database ({type(error).__name__}, then {type(again).__name__}); nothing was applied"))
+        return report
     _Answers(originals=originals, sources={}, hashes={}, result_json={}).add(report, item, None)
     return report

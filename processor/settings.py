@@ -57,7 +57,7 @@ class ProcessorSettings(DatabaseSettings):
     @field_validator("requests_topic", "results_topic", "dlq_topic")
     @classmethod
     def _topic_name(cls, value: str) -> str:
-        if not TOPIC_NAME.match(value):
+        if not TOPIC_NAME.fullmatch(value):
             raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-'")
         return value
 

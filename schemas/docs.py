@@ -182,7 +182,7 @@ headers (docs/processing.md lists the rest).
 
 The results topic is compacted by `"{project_id}/{reference_id}"`, so every record under a
 key carries the reference's real answer — its first and only outcome. A repeat of a spent
-reference is published as **the original's result, the same value under the same key**,
+reference is published as **the original's result (the stored JSON) under the same key**,
 with a header `duplicate`:
 
 | `duplicate` | meaning |
@@ -196,7 +196,8 @@ the gateway answers `409` with it. A redelivery of the very record that spent th
 reference (after a crash) is re-published as the first time, without the header.
 Answers that spend nothing (`ValidationError`, `ProjectNotFound`, `InternalError`) are
 published under the key only while the reference is unspent; a later real answer
-replaces them.
+replaces them. A result whose `project_id` could not be read is keyed `"/{reference_id}"`
+(never a real key). docs/processing.md lists the known limits of this guarantee.
 """
 
 DECISIONS = """\

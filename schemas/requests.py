@@ -286,6 +286,29 @@ REQUEST_TYPES: Final[dict[str, type[BaseModel]]] = {
 }
 
 
+# --- validity of single values (for answering what failed validation) ---------------------
+_PROJECT_ID: Final[TypeAdapter[str]] = TypeAdapter(ProjectId)
+_REFERENCE_ID: Final[TypeAdapter[str]] = TypeAdapter(ReferenceId)
+
+
+def is_project_id(value: object) -> bool:
+    """Whether `value` is a valid project ID (what `project_id` accepts)."""
+    return _is_valid(_PROJECT_ID, value)
+
+
+def is_reference_id(value: object) -> bool:
+    """Whether `value` is a valid reference ID: only such a reference can ever be spent."""
+    return _is_valid(_REFERENCE_ID, value)
+
+
+def _is_valid(adapter: TypeAdapter[str], value: object) -> bool:
+    try:
+        adapter.validate_python(value)
+    except ValueError:  # pydantic's ValidationError is a ValueError
+        return False
+    return True
+
+
 # --- partition keying -------------------------------------------------------------------
 
 

@@ -126,6 +126,18 @@ class Result(_View):
 Result.model_rebuild()
 
 
+# --- keys on the reply topic ------------------------------------------------------------
+
+
+def result_key(*, project_id: str | None, reference_id: str) -> str:
+    """The key a result is published (and compacted) under: "{project_id}/{reference_id}".
+
+    A result without a project (a request whose project_id could not be read) is keyed
+    "/{reference_id}": never a real key, since project IDs are non-empty and have no "/".
+    """
+    return f"{project_id or ''}/{reference_id}"
+
+
 # --- duplicates on the reply topic ------------------------------------------------------
 # The reply topic is compacted by key, so every record under "{project_id}/{reference_id}"
 # carries the reference's real answer. A repeat of a spent reference is answered with that

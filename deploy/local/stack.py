@@ -17,12 +17,12 @@ Settings (environment, all optional):
   CLOUDWALLET_STATE_DIR   data, logs and pids     (default ~/.local/state/cloudwallet)
   CLOUDWALLET_KAFKA_PORT  broker port on 127.0.0.1 (default 19092; the controller uses port+1)
   CLOUDWALLET_PG_PORT     PostgreSQL port          (default 15432)
+  CLOUDWALLET_KAFKA_VERSION  Apache Kafka version  (default 4.3.1)
+  CLOUDWALLET_KAFKA_HEAP  broker heap              (default 512m)
 
 Default ports sit below Linux's ephemeral range (32768-60999): a port in that range can be taken
 by any outgoing connection (a reconnecting client), and a restart then fails with
 "Address already in use".
-  CLOUDWALLET_KAFKA_VERSION  Apache Kafka version  (default 4.3.1)
-  CLOUDWALLET_KAFKA_HEAP  broker heap              (default 512m)
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
-from schemas.results import DUPLICATE_HEADER, Result, duplicate_result
+from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
 
 __all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "read_result", "result_key"]
 
@@ -32,11 +32,6 @@ METADATA_ATTEMPTS = 20  # about 5 s for a new results topic to show in the metad
 
 class ResultTimeout(TimeoutError):
     """No result arrived in time. The request may still be applied: retry with the same reference ID."""
-
-
-def result_key(*, project_id: str | None, reference_id: str) -> str:
-    """The key results are published under (and compacted by)."""
-    return f"{project_id}/{reference_id}" if project_id else reference_id
 
 
 async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:

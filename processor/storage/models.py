@@ -134,7 +134,8 @@ processed_requests = sa.Table(
     sa.Column("request_type", sa.Text, nullable=False),
     sa.Column("result", JSONB, nullable=False),
     # The Kafka record that spent the reference: a redelivery of that very record is answered
-    # with this result, any other record with the same reference with DuplicateReferenceId.
+    # with this result as the first time; any other record with the same reference gets it
+    # under a `duplicate` header (read by clients as DuplicateReferenceId).
     sa.Column("source_topic", sa.Text),
     sa.Column("source_partition", sa.Integer),
     sa.Column("source_offset", sa.BigInteger),

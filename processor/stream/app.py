@@ -29,13 +29,13 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
 
 from processor.failpoints import failpoint
-from processor.service import BatchReport, DeadLetter, process_batch
+from processor.service import BatchReport, DeadLetter, database_unavailable, process_batch
 from processor.settings import ProcessorSettings
 from processor.storage.unit_of_work import UnitOfWork
 from processor.stream.decode import SourceRecord
@@ -86,10 +86,6 @@ GC_THRESHOLDS = (50_000, 20, 100)
 def tune_gc() -> None:
     gc.freeze()
     gc.set_threshold(*GC_THRESHOLDS)
-
-
-def database_unavailable(error: BaseException) -> bool:
-    return isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError))
 
 
 def broker_unavailable(error: BaseException) -> bool:
@@ -157,30 +153,44 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
             self.settled.set()
 
     async def _resume(self, assigned: set[TopicPartition]) -> None:
+        # aiokafka only logs what a listener raises: an outage here is waited out, or a partition
+        # would start without its floor.
         consumer = self._consumer()
         if consumer is None or not assigned:
             return
-        by_topic: dict[str, dict[int, int]] = {}
-        for tp in assigned:
-            if tp.topic not in by_topic:
-                by_topic[tp.topic] = await asyncio.to_thread(self._stored_offsets, tp.topic)
-            committed = await consumer.committed(tp)
-            stored = by_topic[tp.topic].get(tp.partition)
-            floor = stored if stored is not None else 0  # nothing stored: nothing was processed
-            if committed is None:
-                if stored is None:
-                    continue  # a new partition: auto_offset_reset decides
-                log.info("resuming %s[%d] from PostgreSQL's offset %d", tp.topic, tp.partition, stored)
-            elif committed <= floor:
-                continue
-            else:
-                log.error(
-                    "Kafka's committed offset %d for %s[%d] is ahead of PostgreSQL's %d: records in between were never "
-                    "applied; ignoring Kafka's and resuming from PostgreSQL's (check who commits offsets for group %r)",
-                    committed, tp.topic, tp.partition, floor, self.consumer_group,
-                )
-            self.floors[(tp.topic, tp.partition)] = floor
-            consumer.seek(tp, floor)
+        stored: dict[str, dict[int, int]] = {}
+        for topic in sorted({tp.topic for tp in assigned}):
+            stored[topic] = await until_it_works(
+                "reading PostgreSQL's offsets", lambda t=topic: asyncio.to_thread(self._stored_offsets, t), retry_if=database_unavailable
+            )
+        ends = await until_it_works("reading end offsets", lambda: consumer.end_offsets(list(assigned)), retry_if=broker_unavailable)
+        for tp in sorted(assigned):
+            committed = await until_it_works("reading a committed offset", lambda tp=tp: consumer.committed(tp), retry_if=broker_unavailable)
+            floor = self._floor(tp, committed=committed, stored=stored[tp.topic].get(tp.partition), end=ends[tp])
+            if floor is not None:
+                self.floors[(tp.topic, tp.partition)] = floor
+                consumer.seek(tp, floor)
+
+    def _floor(self, tp: TopicPartition, *, committed: int | None, stored: int | None, end: int) -> int | None:
+        """Where the partition must resume, when not where Kafka would resume it."""
+        where = f"{tp.topic}[{tp.partition}]"
+        if stored is not None and stored > end:
+            log.error("PostgreSQL's offset %d for %s is past the partition's end %d (was the topic recreated?); not using it", stored, where, end)
+            return None
+        floor = stored if stored is not None else 0  # nothing stored: nothing was processed
+        if committed is None:
+            if stored is None:
+                return None  # a new partition: auto_offset_reset decides
+            log.info("resuming %s from PostgreSQL's offset %d", where, stored)
+            return floor
+        if committed <= floor:
+            return None
+        log.error(
+            "Kafka's committed offset %d for %s is ahead of PostgreSQL's %d: records in between were never applied; "
+            "ignoring Kafka's and resuming from PostgreSQL's (check who commits offsets for group %r)",
+            committed, where, floor, self.consumer_group,
+        )
+        return floor
 
     def _stored_offsets(self, topic: str) -> dict[int, int]:
         with UnitOfWork(self.engine) as uow:
@@ -221,8 +231,7 @@ class Processor:
         self.subscriber(self.handle_batch)
 
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
-        raw = message.raw_message
-        records = [source_record(r) for r in (raw if isinstance(raw, tuple) else (raw,))]
+        records = [source_record(r) for r in message.raw_message]
         await self.listener.settled.wait()
         if self.listener.floors:
             records = [r for r in records if not self.listener.already_processed(r)]
@@ -251,6 +260,8 @@ class Processor:
         try:
             await publish_records(self.producer, [item.message for item in outgoing])
         except KafkaError as error:
+            if isinstance(error, UnknownTopicOrPartitionError):  # a reply_to topic deleted since it was looked up
+                self.reply_targets.forget(item.message[0] for item in outgoing)
             if broker_unavailable(error):
                 raise
             log.error("the broker refused part of a batch for good (%s); publishing it message by message", type(error).__name__)
@@ -297,11 +308,11 @@ class Processor:
     def _degraded(self, item: Outgoing, *, reason: str) -> Outgoing | None:
         topic = item.message[0]
         if item.reply is not None and topic != self.settings.results_topic:
-            self.reply_targets.forget(topic)  # type: ignore[union-attr]
-            return result_message(item.reply, topic=self.settings.results_topic, reply_to_error=f"publishing to {topic!r} failed: {reason}")
+            why = self.reply_targets.refuse(topic, f"refused the result: {reason}")  # type: ignore[union-attr]
+            return result_message(item.reply, topic=self.settings.results_topic, reply_to_error=why)
         if item.reply is not None:
             return self._dead_letter(DeadLetter(record=item.reply.record, reason=f"the result could not be published: {reason}"))
-        if item.letter is not None and item.message[2]:
+        if item.letter is not None and not item.minimal:
             return self._dead_letter(DeadLetter(record=item.letter.record, reason=f"{item.letter.reason}; the full letter was refused: {reason}"), minimal=True)
         return None
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -25,21 +24,13 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.errors import ErrorCode
-from schemas.limits import (
-    ID_PATTERN,
-    MAX_ANSWERABLE_REFERENCE_ID_LEN,
-    MAX_ECHOED_TYPE_LEN,
-    MAX_INTEGER_LITERAL_DIGITS,
-    MAX_JSON_DEPTH,
-    MAX_PROJECT_ID_LEN,
-)
-from schemas.requests import RequestAdapter, RequestModel
+from schemas.limits import MAX_ANSWERABLE_REFERENCE_ID_LEN, MAX_ECHOED_TYPE_LEN, MAX_INTEGER_LITERAL_DIGITS, MAX_JSON_DEPTH
+from schemas.requests import RequestAdapter, RequestModel, is_project_id
 from schemas.results import ErrorInfo, Result
 from schemas.states import Status
 
 log = logging.getLogger(__name__)
 
-_PROJECT_ID = re.compile(ID_PATTERN)
 MAX_MESSAGE_PART = 120  # characters of one location or message taken from the input
 
 
@@ -148,10 +139,22 @@ def parse_bounded(value: bytes) -> tuple[Any, str | None]:
         return None, f"not UTF-8 JSON: {safe_text(str(error))}"
 
 
-def _bounded_int(literal: str) -> int | str:
-    # A huge integer literal stays its digits: the field's type then refuses it with a clear
-    # message, and nothing spends time (or raises) converting 4,300+ digits.
-    return int(literal) if len(literal) <= MAX_INTEGER_LITERAL_DIGITS else literal
+class HugeInteger:
+    """An integer literal longer than the contract allows, kept unconverted (converting 4,300+
+    digits raises, and costs time before that). No field type accepts it: not an int, and not
+    a str either, which a string field would take (IDs are never coerced from numbers)."""
+
+    __slots__ = ("digits",)
+
+    def __init__(self, digits: int) -> None:
+        self.digits = digits
+
+    def __repr__(self) -> str:
+        return f"<an integer of {self.digits} digits>"
+
+
+def _bounded_int(literal: str) -> int | HugeInteger:
+    return int(literal) if len(literal) <= MAX_INTEGER_LITERAL_DIGITS else HugeInteger(len(literal))
 
 
 def _deeper_than(value: Any, limit: int) -> bool:
@@ -181,9 +184,7 @@ def _unanswerable_reference(reference_id: object) -> str | None:
 
 
 def _answerable_project_id(value: object) -> str | None:
-    if isinstance(value, str) and len(value) <= MAX_PROJECT_ID_LEN and _PROJECT_ID.match(value):
-        return value
-    return None
+    return value if is_project_id(value) else None  # type: ignore[return-value]
 
 
 def _echoed_type(value: object) -> str:

@@ -31,8 +31,10 @@ REPLY_TO_HEADER = "reply_to"
 MAX_DLQ_KEY_BYTES = 16 * 1024
 MAX_DLQ_HEADER_BYTES = 64 * 1024
 ORIGINAL_HEADER_PREFIX = "original."
-# How long a reply_to topic found to exist is trusted before it is looked up again.
+HEADER_OVERHEAD_BYTES = 10
+# How long a reply_to topic found to exist (or refused) is trusted before it is looked up again.
 REPLY_TOPIC_TTL_S = 60.0
+REFUSED_REPLY_TOPIC_TTL_S = 10.0
 
 
 def source_headers(record: SourceRecord) -> list[Header]:
@@ -51,6 +53,7 @@ class Outgoing:
     message: Message
     reply: Reply | None = None
     letter: DeadLetter | None = None
+    minimal: bool = False  # a dead letter already cut down to its reason and source
 
 
 def result_message(reply: Reply, *, topic: str, reply_to_error: str | None = None) -> Outgoing:
@@ -72,7 +75,7 @@ def dead_letter_message(letter: DeadLetter, *, topic: str, max_value_bytes: int,
     record = letter.record
     headers: list[Header] = [("dlq_reason", letter.reason.encode()), *source_headers(record)]
     if minimal:
-        return Outgoing(message=(topic, None, b"", headers), letter=letter)
+        return Outgoing(message=(topic, None, b"", headers), letter=letter, minimal=True)
     value = record.value or b""
     if len(value) > max_value_bytes:
         headers += [("dlq_value_bytes", str(len(value)).encode()), ("dlq_value_sha256", hashlib.sha256(value).hexdigest().encode())]
@@ -83,10 +86,12 @@ def dead_letter_message(letter: DeadLetter, *, topic: str, max_value_bytes: int,
         key = key[:MAX_DLQ_KEY_BYTES]
     copied, size = 0, 0
     for name, header_value in record.headers:
-        size += len(name) + len(header_value or b"")
+        copied_name = ORIGINAL_HEADER_PREFIX + name
+        # Bytes as written: the name's UTF-8, the value, and up to 10 bytes of varint lengths.
+        size += len(copied_name.encode()) + len(header_value or b"") + HEADER_OVERHEAD_BYTES
         if size > MAX_DLQ_HEADER_BYTES:
             break
-        headers.append((ORIGINAL_HEADER_PREFIX + name, header_value or b""))
+        headers.append((copied_name, header_value or b""))
         copied += 1
     if copied < len(record.headers):
         headers.append(("dlq_headers_dropped", str(len(record.headers) - copied).encode()))
@@ -94,12 +99,15 @@ def dead_letter_message(letter: DeadLetter, *, topic: str, max_value_bytes: int,
 
 
 class ReplyTargets:
-    """Which `reply_to` topics results may go to: checked once per batch, existing ones cached."""
+    """Which `reply_to` topics results may go to: looked up at most once per batch, and what was
+    found (a topic exists, or is refused) trusted for a while, so that a stream of bad
+    `reply_to` values costs no metadata request per batch."""
 
     def __init__(self, *, producer: AIOKafkaProducer, forbidden: Iterable[str]) -> None:
         self._producer = producer
         self._forbidden = frozenset(forbidden)
         self._exists_until: dict[str, float] = {}
+        self._refused: dict[str, tuple[float, str]] = {}  # name -> (until, why)
 
     async def refusals(self, raw_names: Iterable[bytes]) -> dict[bytes, str]:
         """For each `reply_to` value that cannot be used, why (the others are usable)."""
@@ -108,6 +116,9 @@ class ReplyTargets:
         now = time.monotonic()
         for raw in set(raw_names):
             reason, name = _invalid_reply_to(raw, forbidden=self._forbidden)
+            known = self._refused.get(name)
+            if reason is None and known is not None and known[0] >= now:
+                reason = known[1]
             if reason is not None:
                 refused[raw] = reason
             elif self._exists_until.get(name, 0.0) < now:
@@ -122,11 +133,20 @@ class ReplyTargets:
                 if name in existing:
                     self._exists_until[name] = now + REPLY_TOPIC_TTL_S
                 else:
-                    refused[raw] = f"topic {name!r} does not exist (or is not visible to the processor)"
+                    refused[raw] = self.refuse(name, "does not exist (or is not visible to the processor)")
         return refused
 
-    def forget(self, name: str) -> None:
+    def refuse(self, name: str, why: str) -> str:
+        """Remember that `name` cannot be used for a while (the broker refused it, or it is gone)."""
+        reason = f"topic {name!r} {why}"
         self._exists_until.pop(name, None)
+        self._refused[name] = (time.monotonic() + REFUSED_REPLY_TOPIC_TTL_S, reason)
+        return reason
+
+    def forget(self, names: Iterable[str]) -> None:
+        """Look `names` up again next time (a publish to one of them found it gone)."""
+        for name in names:
+            self._exists_until.pop(name, None)
 
 
 def _invalid_reply_to(raw: bytes, *, forbidden: frozenset[str]) -> tuple[str | None, str]:
@@ -134,7 +154,7 @@ def _invalid_reply_to(raw: bytes, *, forbidden: frozenset[str]) -> tuple[str | N
         name = raw.decode("utf-8")
     except UnicodeDecodeError:
         return "reply_to is not UTF-8 text", ""
-    if not TOPIC_NAME.match(name):
+    if not TOPIC_NAME.fullmatch(name):
         return "reply_to is not a valid topic name (1-249 of letters, digits, '.', '_', '-')", name
     if name in forbidden:
         return f"reply_to names the processor's own topic {name!r}", name

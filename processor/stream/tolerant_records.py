@@ -50,9 +50,9 @@ class _LenientBatch(_DefaultRecordBatchPy):
 class _FallbackBatch:
     """A compiled batch that falls back to `_LenientBatch` for the records it cannot unpack."""
 
-    def __init__(self, batch: Any, raw: bytes) -> None:
+    def __init__(self, batch: Any, data: bytes, start: int, end: int) -> None:
         self._batch = batch
-        self._raw = raw
+        self._where = (data, start, end)  # sliced only if the fallback is needed
         self._records: Iterator[Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
@@ -76,7 +76,8 @@ class _FallbackBatch:
             return
         except (CorruptRecordException, UnicodeDecodeError):  # the compiled reader raises either
             pass
-        for index, record in enumerate(_LenientBatch(self._raw)):
+        data, start, end = self._where
+        for index, record in enumerate(_LenientBatch(data[start:end])):
             if index >= handed_out:
                 yield record
 
@@ -99,12 +100,18 @@ class TolerantRecords:
         batch = self._records.next_batch()
         if batch is None:
             return None
-        _offset, length = _BATCH_HEADER.unpack_from(self._data, self._position)
-        end = self._position + _BATCH_HEADER.size + length
-        raw, self._position = bytes(self._data[self._position : end]), end
-        return _FallbackBatch(batch, raw)
+        start = self._position
+        _offset, length = _BATCH_HEADER.unpack_from(self._data, start)
+        self._position = start + _BATCH_HEADER.size + length
+        return _FallbackBatch(batch, self._data, start, self._position)
 
 
 def install() -> None:
-    """Make every consumer of this process read past undecodable header keys."""
+    """Make every consumer of this process read past undecodable header keys.
+
+    This leans on aiokafka's internals (pinned below 0.15 in pyproject.toml); if they moved,
+    start-up fails here rather than a partition stalling later."""
+    missing = [name for name in ("_maybe_uncompress", "_read_msg") if not hasattr(_DefaultRecordBatchPy, name)]
+    if not hasattr(fetcher, "MemoryRecords") or missing:
+        raise RuntimeError(f"aiokafka's record reader changed (missing: {missing or ['fetcher.MemoryRecords']}): update processor/stream/tolerant_records.py")
     fetcher.MemoryRecords = TolerantRecords  # type: ignore[attr-defined, misc]

@@ -83,7 +83,9 @@ def test_hostile_records_without_an_answerable_reference_are_dead_lettered(value
     ("value", "in_message"),
     [
         (request_bytes(reference_id=""), "reference_id"),
-        (request_bytes().replace(b'"1"', b"9" * 5000), "longer than 64 characters"),
+        (request_bytes().replace(b'"1"', b"9" * 5000), "amounts must be decimal strings or integers"),
+        # A long literal is never read as text by a string field (IDs are never coerced from numbers).
+        (request_bytes().replace(b'"wallet_id": "w"', b'"wallet_id": ' + b"1" * 70), "valid string"),
         (request_bytes().replace(b'"1"', b'{"a":' * 40 + b"1" + b"}" * 40), "nested deeper than 32"),
         (request_bytes().replace(b'"type": "transaction.run"', b'"type": "transaction.run\\udfff"'), "does not match"),
         (request_bytes().replace(b'"project_id": "p"', b'"project_id": "p\\ud800"'), "project_id"),
