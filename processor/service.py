@@ -39,6 +39,7 @@ from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.keys import request_project_id, state_keys
 from processor.ledger.outcome import BatchOutcome
+from processor.ledger.state import LedgerState
 from processor.ledger.views import error_info, failed_result
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
@@ -170,15 +171,17 @@ def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord]
 def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int) -> BatchReport:
     now = datetime.now(UTC)
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
-    to_apply = [d for d in decoded if d.request is not None]
-    requests = [d.request for d in to_apply]
+    candidates = [d for d in decoded if d.request is not None]
 
     with UnitOfWork(engine) as uow:
-        state = uow.load_state(state_keys(requests))  # type: ignore[arg-type]
-        outcome = apply_batch(requests=requests, state=state, now=now)  # type: ignore[arg-type]
+        state = uow.load_state(state_keys([d.request for d in candidates]))  # type: ignore[misc]
+        decoded = _hold_replays(uow, decoded, state=state, consumer_group=consumer_group)
+        to_apply = [d for d in decoded if d.request is not None]
+        outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now)  # type: ignore[misc]
         for index, fault in outcome.faults:
             log.error("the engine failed on the record at %s (%s); answered InternalError", to_apply[index].record.where, _describe(fault))
         spenders = _spenders(to_apply, outcome)
+        uow.store_record_answers(_unspent_answers(to_apply, outcome, spenders=spenders), now=now)
         originals = dict(state.references)
         rejected = sorted({key for d in decoded if (key := _rejection_key(d)) is not None} - originals.keys())
         if rejected:  # rare: invalid records whose reference may have been spent before
@@ -201,6 +204,56 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
         result = next(results) if item.request is not None else None
         answers.add(report, item, result)
     return report
+
+
+def _hold_replays(uow: UnitOfWork, decoded: list[Decoded], *, state: LedgerState, consumer_group: str) -> list[Decoded]:
+    """Records below PostgreSQL's stored offset were processed before (a replay after a crash or
+    a rebalance): never evaluated again. One whose reference is spent goes on to the engine,
+    which answers it from the stored result and changes nothing; any other gets back the answer
+    stored for it (`record_answers`), and is answered, not applied."""
+    floors: dict[tuple[str, int], int] = {}
+    for topic in {d.record.topic for d in decoded}:
+        floors.update({(topic, p): o for p, o in uow.load_offsets(consumer_group=consumer_group, topic=topic).items()})
+    held = [
+        d
+        for d in decoded
+        if d.request is not None
+        and d.record.offset < floors.get((d.record.topic, d.record.partition), 0)
+        and (request_project_id(d.request), d.request.reference_id) not in state.references
+    ]
+    if not held:
+        return decoded
+    stored = uow.load_record_answers([(d.record.topic, d.record.partition, d.record.offset) for d in held])
+    answered = {id(d): _held_answer(d, stored) for d in held}
+    return [answered.get(id(d), d) for d in decoded]
+
+
+def _held_answer(item: Decoded, stored: Mapping[Source, Result]) -> Decoded:
+    record, request = item.record, item.request
+    assert request is not None
+    answer = stored.get((record.topic, record.partition, record.offset))
+    if answer is None:  # processed before its answer was kept (an older version): never applied twice
+        message = "this record was processed before and is not applied again; its first answer was not kept"
+        answer = failed_result(
+            reference_id=request.reference_id,
+            project_id=request_project_id(request),
+            request_type=request.type,
+            error=error_info(ErrorCode.InternalError, message),
+            processed_at=datetime.now(UTC),
+        )
+    return Decoded(record=record, rejection=answer)
+
+
+def _unspent_answers(applied: Sequence[Decoded], outcome: BatchOutcome, *, spenders: Mapping[ReferenceKey, Spender]) -> list[tuple[Source, Result]]:
+    """Answers of evaluated requests that spent nothing and are not repeats (ProjectNotFound,
+    InternalError): kept by record, for a replay (`_hold_replays`)."""
+    spent_by = {spender[0] for spender in spenders.values()}
+    kept = []
+    for item, result in zip(applied, outcome.results, strict=True):
+        source = (item.record.topic, item.record.partition, item.record.offset)
+        if source not in spent_by and (result.error is None or result.error.code != ErrorCode.DuplicateReferenceId):
+            kept.append((source, result))
+    return kept
 
 
 def _spenders(applied: Sequence[Decoded], outcome: BatchOutcome) -> dict[ReferenceKey, Spender]:
@@ -279,6 +332,7 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
     log.error("the record at %s failed alone (%s); answering it InternalError", record.where, _describe(error))
     now = datetime.now(UTC)
     item = decode(record, max_bytes=max_request_bytes, now=now)
+    evaluated = item.request is not None  # its answer is kept for a replay (a decoded one is deterministic)
     if item.request is not None:
         request = item.request
         message = f"this request could not be processed ({type(error).__name__}); nothing was applied"
@@ -295,6 +349,8 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
     try:
         with UnitOfWork(engine) as uow:
             originals = uow.load_references([key]) if key is not None else {}
+            if evaluated and key not in originals:  # a replay gets this answer back
+                uow.store_record_answers([((record.topic, record.partition, record.offset), item.rejection)], now=now)  # type: ignore[list-item]
             uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets([record]), now=now)
             uow.commit()
     except Exception as again:  # noqa: BLE001 - never block the partition on this record

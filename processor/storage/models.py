@@ -145,6 +145,18 @@ processed_requests = sa.Table(
     sa.Column("created_at", TIMESTAMP, nullable=False),
 )
 
+# The answer to a record the ledger evaluated without spending its reference (ProjectNotFound,
+# InternalError): a replay of that record gets it back instead of being evaluated again.
+record_answers = sa.Table(
+    "record_answers",
+    metadata,
+    sa.Column("source_topic", sa.Text, primary_key=True),
+    sa.Column("source_partition", sa.Integer, primary_key=True),
+    sa.Column("source_offset", sa.BigInteger, primary_key=True),
+    sa.Column("result", JSONB, nullable=False),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+)
+
 # The next Kafka offset to process per partition, committed in the same transaction as the ledger.
 consumer_offsets = sa.Table(
     "consumer_offsets",

@@ -464,6 +464,24 @@ class UnitOfWork:
                 source, request_hash = spender if spender else ((None, None, None), None)
                 copy.write_row((r.project_id, r.reference_id, r.request_type, text, *source, request_hash, now))
 
+    # ------------------------------------------------------------------------ record answers
+
+    def load_record_answers(self, sources: Sequence[Source]) -> dict[Source, Result]:
+        """The stored answers of records evaluated before without spending their reference."""
+        t = m.record_answers
+        query = sa.select(t.c.source_topic, t.c.source_partition, t.c.source_offset, t.c.result).where(
+            sa.tuple_(t.c.source_topic, t.c.source_partition, t.c.source_offset).in_(sources)
+        )
+        return {(row.source_topic, row.source_partition, row.source_offset): Result.model_validate(row.result) for row in self.connection.execute(query)}
+
+    def store_record_answers(self, answers: Sequence[tuple[Source, Result]], *, now: datetime) -> None:
+        if answers:
+            rows = [
+                {"source_topic": s[0], "source_partition": s[1], "source_offset": s[2], "result": r.model_dump(mode="json"), "created_at": now}
+                for s, r in answers
+            ]
+            self.connection.execute(sa.insert(m.record_answers), rows)
+
     # ------------------------------------------------------------------------------- offsets
 
     def store_offsets(self, *, consumer_group: str, offsets: Offsets, now: datetime) -> None:

@@ -30,7 +30,10 @@ def engine(database_url: str):
     created.dispose()
 
 
-def records(requests: list[dict], *, partition: int = 0, start: int = 0, topic: str = "storage-test") -> list[SourceRecord]:
+def records(requests: list[dict], *, partition: int = 0, start: int = 0, topic: str | None = None) -> list[SourceRecord]:
+    # Each call's records are new ones (a topic of their own) unless a test names the topic:
+    # records at positions PostgreSQL has stored as processed are replays, never applied again.
+    topic = topic or f"storage-test-{uuid.uuid4().hex[:8]}"
     return [
         SourceRecord(topic=topic, partition=partition, offset=start + i, key=None, value=json.dumps(r).encode())
         for i, r in enumerate(requests)
@@ -56,6 +59,7 @@ def project(engine: sa.Engine) -> str:
             {"type": "transaction.run", "project_id": project_id, "reference_id": "fund", "operations": [
                 {"type": "Issue", "wallet_id": "A", "amount": "1000"}, {"type": "Issue", "wallet_id": "B", "amount": "1000"}]},
         ],
+        topic=f"setup-{project_id}",
     )
     assert all(r.status.value == "Completed" for r in results), results
     return project_id
@@ -119,7 +123,7 @@ def test_load_state_loads_and_locks_what_the_keys_ask_for(engine, project):
     assert state.wallets[(project, "A")].balance == 100000
     assert set(state.assets) == {(project, "usd")}
     assert (project, "fund") in state.references and state.references[(project, "fund")].status.value == "Completed"
-    assert uow.reference_sources[(project, "fund")] == ("storage-test", 0, 5)
+    assert uow.reference_sources[(project, "fund")] == (f"setup-{project}", 0, 5)
     assert ("wallets", "RowShareLock") in locked and ("customers", "RowShareLock") in locked, locked
 
 
@@ -149,8 +153,8 @@ def test_a_batch_that_fails_commits_nothing(engine, project):
 def test_redelivered_record_is_answered_with_its_stored_result_and_others_as_duplicates(engine, project):
     request = {"type": "transaction.run", "project_id": project, "reference_id": "once", "operations": [
         {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "5"}]}
-    first = apply(engine, [request], partition=3, start=100)
-    replay = apply(engine, [request], partition=3, start=100)  # the very same record again
+    first = apply(engine, [request], partition=3, start=100, topic=f"replay-{project}")
+    replay = apply(engine, [request], partition=3, start=100, topic=f"replay-{project}")  # the very same record again
     other = apply(engine, [request], partition=1, start=7)  # the same reference, another record
     assert first[0].status.value == "Completed"
     assert replay[0] == first[0]
