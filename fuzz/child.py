@@ -48,19 +48,7 @@ def processor_env(settings: ProcessorSettings) -> dict[str, str]:
     """The environment of a processor using `settings` (other CLOUDWALLET_* settings pass through,
     e.g. CLOUDWALLET_BATCH_MAX_RECORDS; a failpoint never does)."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDWALLET_FAILPOINT")}
-    env.update(
-        {
-            "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
-            "DATABASE_URL": settings.database_url,
-            "CLOUDWALLET_REQUESTS_TOPIC": settings.requests_topic,
-            "CLOUDWALLET_RESULTS_TOPIC": settings.results_topic,
-            "CLOUDWALLET_DLQ_TOPIC": settings.dlq_topic,
-            "CLOUDWALLET_CONSUMER_GROUP": settings.consumer_group,
-            "CLOUDWALLET_REQUESTS_PARTITIONS": str(settings.requests_partitions),
-            "CLOUDWALLET_RESULTS_PARTITIONS": str(settings.results_partitions),
-            "CLOUDWALLET_MAX_REQUEST_BYTES": str(settings.max_request_bytes),
-        }
-    )
+    env.update(settings.environment())
     return env
 
 

@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from processor.client import header
 from schemas.results import DUPLICATE_HEADER, result_key
 
 __all__ = [
@@ -463,8 +464,7 @@ class Ingestor:
                         self.last_result_at = now
                         value = record.value or b""
                         self.result_bytes += len(value)
-                        duplicate = next((v for k, v in record.headers or () if k == DUPLICATE_HEADER), None)
-                        self.on_result(pending.tag, now - pending.sent_at, value, duplicate is not None)
+                        self.on_result(pending.tag, now - pending.sent_at, value, header(record, DUPLICATE_HEADER) is not None)
         except asyncio.CancelledError:
             raise
         except BaseException as error:  # noqa: BLE001 - surfaced to the sender

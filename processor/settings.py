@@ -70,6 +70,20 @@ class ProcessorSettings(DatabaseSettings):
                 raise ValueError(f"{server!r} is not host:port")
         return value
 
+    def environment(self) -> dict[str, str]:
+        """These settings as the environment of a `cloudwallet run` child process."""
+        return {
+            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            "DATABASE_URL": self.database_url,
+            "CLOUDWALLET_REQUESTS_TOPIC": self.requests_topic,
+            "CLOUDWALLET_RESULTS_TOPIC": self.results_topic,
+            "CLOUDWALLET_DLQ_TOPIC": self.dlq_topic,
+            "CLOUDWALLET_CONSUMER_GROUP": self.consumer_group,
+            "CLOUDWALLET_REQUESTS_PARTITIONS": str(self.requests_partitions),
+            "CLOUDWALLET_RESULTS_PARTITIONS": str(self.results_partitions),
+            "CLOUDWALLET_MAX_REQUEST_BYTES": str(self.max_request_bytes),
+        }
+
     @model_validator(mode="after")
     def _distinct_topics(self) -> "ProcessorSettings":
         if len({self.requests_topic, self.results_topic, self.dlq_topic}) != 3:

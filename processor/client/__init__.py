@@ -24,7 +24,7 @@ from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
 from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
 
-__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "read_result", "result_key"]
+__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "header", "read_result", "result_key"]
 
 
 METADATA_ATTEMPTS = 20  # about 5 s for a new results topic to show in the metadata
@@ -57,6 +57,7 @@ async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
 
 
 def header(record: Any, name: str) -> bytes | None:
+    """The first header `name` of a consumed record, as sent (None when absent)."""
     for key, value in record.headers or ():
         if key == name:
             return value

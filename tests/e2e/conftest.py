@@ -40,16 +40,7 @@ class Topology:
     partitions: int
 
     def env(self) -> dict[str, str]:
-        return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
-            "DATABASE_URL": self.database_url,
-            "CLOUDWALLET_REQUESTS_TOPIC": self.requests_topic,
-            "CLOUDWALLET_RESULTS_TOPIC": self.results_topic,
-            "CLOUDWALLET_DLQ_TOPIC": self.dlq_topic,
-            "CLOUDWALLET_CONSUMER_GROUP": self.consumer_group,
-            "CLOUDWALLET_REQUESTS_PARTITIONS": str(self.partitions),
-            "CLOUDWALLET_RESULTS_PARTITIONS": str(self.partitions),
-        }
+        return self.settings().environment()
 
     def settings(self) -> ProcessorSettings:
         return ProcessorSettings(
