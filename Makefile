@@ -3,8 +3,10 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STACK  := $(PYTHON) deploy/local/stack.py
-# The app's settings: the local stack's, unless KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL are set.
-WITH_ENV = eval "$$($(STACK) env)" &&
+# The operator's settings (Kafka user admin, the database owner): the local stack's, unless
+# KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / CLOUDWALLET_KAFKA_* are set. The demo, the benchmark
+# and the fuzzer create topics and databases and read the DLQ, so they run as the operator.
+WITH_ENV = eval "$$($(STACK) env --as admin)" &&
 
 .PHONY: install up down status test unit demo bench fuzz schemas clean
 
@@ -15,8 +17,10 @@ $(VENV)/.installed: pyproject.toml
 
 install: $(VENV)/.installed
 
-up:
+# The stack, then the ACLs of processor/stream/acls.py for the default topics (as the operator).
+up: install
 	$(STACK) up
+	$(WITH_ENV) $(PY) -m processor.cli kafka-acls --apply > /dev/null
 
 down:
 	$(STACK) down

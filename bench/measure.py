@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from processor.ingest import Ingestor, Outgoing, result_status
+from processor.kafka_connection import KafkaConnection
 
 
 def percentile(values: array, q: float) -> float | None:
@@ -82,7 +83,7 @@ class Progress:
         sys.stderr.flush()
 
 
-async def _with_ingestor(*, bootstrap_servers: str, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
+async def _with_ingestor(*, kafka: KafkaConnection, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
     def on_result(tag: int, latency: float, value: bytes, duplicate: bool) -> None:
         now = time.monotonic()
         run.answered += 1
@@ -98,7 +99,7 @@ async def _with_ingestor(*, bootstrap_servers: str, requests_topic: str, results
         run.errors["NotDelivered"] += 1
 
     ingestor = Ingestor(
-        bootstrap_servers=bootstrap_servers,
+        kafka=kafka,
         requests_topic=requests_topic,
         results_topic=results_topic,
         on_result=on_result,
@@ -116,7 +117,7 @@ async def throughput(
     name: str,
     records: list[Outgoing],
     *,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     requests_topic: str,
     results_topic: str,
     window: int,
@@ -125,7 +126,7 @@ async def throughput(
 ) -> Run:
     """Publish every record as fast as the window allows; time first publish -> last result."""
     run = Run(name=name)
-    ingestor = await _with_ingestor(bootstrap_servers=bootstrap_servers, requests_topic=requests_topic, results_topic=results_topic, window=window, run=run)
+    ingestor = await _with_ingestor(kafka=kafka, requests_topic=requests_topic, results_topic=results_topic, window=window, run=run)
     bar = Progress(name, len(records), ingestor, enabled=progress)
     try:
         run.first_sent = time.monotonic()
@@ -151,7 +152,7 @@ async def fixed_rate(
     records: list[Outgoing],
     *,
     rate: float,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     requests_topic: str,
     results_topic: str,
     timeout: float = 60.0,
@@ -162,7 +163,7 @@ async def fixed_rate(
     run = Run(name=name)
     scheduled = array("d", [0.0]) * len(records)
     ingestor = await _with_ingestor(
-        bootstrap_servers=bootstrap_servers, requests_topic=requests_topic, results_topic=results_topic, window=len(records) + 1, run=run, scheduled=scheduled
+        kafka=kafka, requests_topic=requests_topic, results_topic=results_topic, window=len(records) + 1, run=run, scheduled=scheduled
     )
     bar = Progress(name, len(records), ingestor, enabled=progress)
     try:

@@ -15,11 +15,14 @@ import signal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from processor.settings import KafkaSettings, load
+
 
 async def main(args: argparse.Namespace) -> None:
+    kafka = load(KafkaSettings).kafka  # the login from the environment, as the processor's
     consumer = AIOKafkaConsumer(
         args.requests,
-        bootstrap_servers=args.bootstrap,
+        **kafka.options(),
         group_id=args.group,
         enable_auto_commit=False,
         auto_offset_reset="earliest",
@@ -27,7 +30,7 @@ async def main(args: argparse.Namespace) -> None:
         fetch_max_wait_ms=args.linger_ms,
     )
     producer = AIOKafkaProducer(
-        bootstrap_servers=args.bootstrap,
+        **kafka.options(),
         acks="all",
         enable_idempotence=True,
         linger_ms=2,
@@ -65,7 +68,6 @@ async def main(args: argparse.Namespace) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
-    parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--requests", required=True)
     parser.add_argument("--results", required=True)
     parser.add_argument("--group", required=True)

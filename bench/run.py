@@ -23,6 +23,8 @@ import sqlalchemy as sa
 
 from bench import database, system, workloads
 from bench.measure import Run, fixed_rate, throughput
+from processor.kafka_connection import KafkaConnection
+from processor.settings import KafkaSettings, SettingsError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request")
@@ -97,11 +99,11 @@ def _run_figures(run: Run, *, operations: int, transactions: int) -> dict[str, A
     }
 
 
-async def count_results(bootstrap_servers: str, topic: str) -> tuple[int, Counter[str]]:
+async def count_results(kafka: KafkaConnection, topic: str) -> tuple[int, Counter[str]]:
     """Every record of a topic, counted per key."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1_048_576)
+    consumer = AIOKafkaConsumer(**kafka.options(), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=8 * 1_048_576)
     await consumer.start()
     counts: Counter[str] = Counter()
     total = 0
@@ -134,7 +136,7 @@ async def count_results(bootstrap_servers: str, topic: str) -> tuple[int, Counte
     return total, counts
 
 
-def correctness(*, database_url: str, bootstrap_servers: str, topics: system.Topics, expected_keys: set[str], expected_transactions: int) -> dict[str, Any]:
+def correctness(*, database_url: str, kafka: KafkaConnection, topics: system.Topics, expected_keys: set[str], expected_transactions: int) -> dict[str, Any]:
     from processor.storage.audit import audit_ledger
 
     engine = sa.create_engine(database_url)
@@ -146,8 +148,8 @@ def correctness(*, database_url: str, bootstrap_servers: str, topics: system.Top
             entries = c.execute(sa.text("SELECT count(*) FROM wallet_entries WHERE project_id = :p"), {"p": workloads.PROJECT}).scalar_one()
     finally:
         engine.dispose()
-    total, counts = asyncio.run(count_results(bootstrap_servers, topics.results))
-    dlq_total, _ = asyncio.run(count_results(bootstrap_servers, topics.dlq))
+    total, counts = asyncio.run(count_results(kafka, topics.results))
+    dlq_total, _ = asyncio.run(count_results(kafka, topics.dlq))
     repeated = sum(1 for n in counts.values() if n > 1)
     missing = len(expected_keys - counts.keys())
     unexpected = len(counts.keys() - expected_keys)
@@ -196,11 +198,16 @@ def print_table(results: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     admin_url = os.environ.get("DATABASE_URL")
-    if not bootstrap or not admin_url:
-        say('bench: KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL must be set (make bench does it; or eval "$(python3 deploy/local/stack.py env)")')
+    try:
+        kafka = load(KafkaSettings).kafka  # type: ignore[attr-defined]
+    except SettingsError as error:
+        say(f"bench: {error}")
+        kafka = None
+    if kafka is None or not admin_url:
+        say('bench: KAFKA_BOOTSTRAP_SERVERS (and the Kafka login) and DATABASE_URL must be set (make bench does it; or eval "$(python3 deploy/local/stack.py env --as admin)")')
         return 2
+    bootstrap = kafka.bootstrap_servers
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench.{run_id}"
     topics = system.Topics(requests=f"{prefix}.requests", results=f"{prefix}.results", dlq=f"{prefix}.dlq", partitions=args.partitions)
@@ -212,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("selected",)},
-        "processor_settings": {k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and "URL" not in k},
+        # No secrets and no paths of this machine: passwords, password and CA files, URLs.
+        "processor_settings": {k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and not any(word in k for word in ("URL", "PASSWORD", "_FILE"))},
         "workloads": {},
         "setup": {},
         "targets": {},
@@ -229,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"bench: fresh database {args.database}, topics {prefix}.*, {args.partitions} partitions")
             database_url = system.fresh_database(admin_url, args.database)
             output["machine"]["postgresql"] = system.server_versions(database_url)
-            asyncio.run(system.create_topics(bootstrap, topics))
+            asyncio.run(system.create_topics(kafka, topics))
             env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWALLET_FAILPOINT")}
             env.update(
                 {
@@ -257,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
                 before = cpu.snapshot()
                 run = asyncio.run(
                     throughput(
-                        name, records, bootstrap_servers=bootstrap, requests_topic=topics.requests, results_topic=topics.results,
+                        name, records, kafka=kafka, requests_topic=topics.requests, results_topic=topics.results,
                         window=window or args.window, progress=progress,
                     )
                 )
@@ -303,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"bench: {name}: {rate:,.0f} tx/s offered for {seconds:g}s ({count:,} transactions)")
                 before = cpu.snapshot()
                 run = asyncio.run(
-                    fixed_rate(name, plan.records, rate=rate, bootstrap_servers=bootstrap, requests_topic=topics.requests,
+                    fixed_rate(name, plan.records, rate=rate, kafka=kafka, requests_topic=topics.requests,
                                results_topic=topics.results, progress=progress)
                 )
                 figures = _run_figures(run, operations=count, transactions=count)
@@ -319,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
                 processors.pop().stop()
             say("bench: correctness: ledger audit, one result per reference ID")
             output["correctness"] = correctness(
-                database_url=database_url, bootstrap_servers=bootstrap, topics=topics, expected_keys=expected_keys, expected_transactions=expected_transactions
+                database_url=database_url, kafka=kafka, topics=topics, expected_keys=expected_keys, expected_transactions=expected_transactions
             )
             say(f"bench: correctness {'OK' if output['correctness']['ok'] else 'FAILED'}: {json.dumps(output['correctness']['checks'])}")
 
@@ -329,10 +337,10 @@ def main(argv: list[str] | None = None) -> int:
             plan = workloads.uniform(count=count, wallets=args.wallets, seed=args.seed)
             result_bytes = (output["workloads"].get("uniform") or {}).get("result_bytes_avg") or 1100
             say(f"bench: raw Kafka: {count:,} records through a passthrough consumer/producer (results of {result_bytes} bytes)")
-            asyncio.run(system.create_topics(bootstrap, raw_topics))
+            asyncio.run(system.create_topics(kafka, raw_topics))
             passthrough = system.Child(
                 name="passthrough",
-                argv=[sys.executable, "-m", "bench.passthrough", "--bootstrap", bootstrap, "--requests", raw_topics.requests, "--results", raw_topics.results,
+                argv=[sys.executable, "-m", "bench.passthrough", "--requests", raw_topics.requests, "--results", raw_topics.results,
                       "--group", f"{prefix}.raw", "--result-bytes", str(result_bytes),
                       "--max-records", os.environ.get("CLOUDWALLET_BATCH_MAX_RECORDS", "1000")],
                 env=dict(os.environ),
@@ -343,7 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 before = cpu.snapshot()
                 run = asyncio.run(
-                    throughput("raw_kafka", plan.records, bootstrap_servers=bootstrap, requests_topic=raw_topics.requests, results_topic=raw_topics.results,
+                    throughput("raw_kafka", plan.records, kafka=kafka, requests_topic=raw_topics.requests, results_topic=raw_topics.results,
                                window=args.window, progress=progress)
                 )
                 figures = _run_figures(run, operations=count, transactions=count)
@@ -413,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
         while processors:
             processors.pop().stop()
         if not args.keep:
-            asyncio.run(system.delete_topics(bootstrap, [topics.requests, topics.results, topics.dlq, raw_topics.requests, raw_topics.results, raw_topics.dlq]))
+            asyncio.run(system.delete_topics(kafka, [topics.requests, topics.results, topics.dlq, raw_topics.requests, raw_topics.results, raw_topics.dlq]))
 
     # ------------------------------------------------------------ ratios, targets, report
     found = output["workloads"]

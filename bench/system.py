@@ -13,6 +13,8 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from processor.kafka_connection import KafkaConnection
+
 ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -77,10 +79,10 @@ class Topics:
     partitions: int
 
 
-async def create_topics(bootstrap_servers: str, topics: Topics) -> None:
+async def create_topics(kafka: KafkaConnection, topics: Topics) -> None:
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cloudwallet-bench")
+    admin = AIOKafkaAdminClient(**kafka.options(), client_id="cloudwallet-bench")
     await admin.start()
     try:
         await admin.create_topics(
@@ -94,10 +96,10 @@ async def create_topics(bootstrap_servers: str, topics: Topics) -> None:
         await admin.close()
 
 
-async def delete_topics(bootstrap_servers: str, names: list[str]) -> None:
+async def delete_topics(kafka: KafkaConnection, names: list[str]) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cloudwallet-bench")
+    admin = AIOKafkaAdminClient(**kafka.options(), client_id="cloudwallet-bench")
     await admin.start()
     try:
         await admin.delete_topics(names)

@@ -21,6 +21,8 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from processor.kafka_connection import KafkaConnection
+
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
 
 RESULT, DEAD_LETTER, REPEATED = 1, 2, 4
@@ -140,11 +142,11 @@ class Tailer:
     such batches again leniently (processor/stream/tolerant_records.py, as the processor does).
     """
 
-    def __init__(self, *, bootstrap_servers: str, answers: Answers) -> None:
+    def __init__(self, *, kafka: KafkaConnection, answers: Answers) -> None:
         read_past_undecodable_header_keys()
         self.answers = answers
         self.consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES
+            **kafka.options(), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_BYTES, fetch_max_bytes=4 * FETCH_BYTES
         )
         self._task: asyncio.Task[None] | None = None
         self.error: str | None = None  # why reading stopped, if it did
@@ -176,9 +178,9 @@ class Tailer:
         await self.consumer.stop()
 
 
-async def read_to_end(*, bootstrap_servers: str, topics: Iterable[str], answers: Answers) -> None:
+async def read_to_end(*, kafka: KafkaConnection, topics: Iterable[str], answers: Answers) -> None:
     """One pass over whole topics (reply_to targets found to exist only at the end)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_BYTES)
+    consumer = AIOKafkaConsumer(**kafka.options(), group_id=None, enable_auto_commit=False, max_partition_fetch_bytes=FETCH_BYTES)
     await consumer.start()
     try:
         assignment = [tp for topic in topics for tp in await partitions_of(consumer, topic=topic)]

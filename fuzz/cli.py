@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if not args.keep_topics:
             names = [settings.requests_topic, settings.results_topic, settings.dlq_topic]
-            asyncio.run(topics.delete_topics(bootstrap_servers=settings.bootstrap_servers, names=names))
+            asyncio.run(topics.delete_topics(kafka=settings.kafka, names=names))
     if found is None:
         return 1
     found["run"] |= {"requests_topic": settings.requests_topic, "consumer_group": settings.consumer_group, "processor_log": str(log_path)}

@@ -58,7 +58,7 @@ def say(text: str, *, enabled: bool = True) -> None:
 
 async def set_up_world(*, settings: ProcessorSettings, world: World) -> None:
     """Apply the world's valid requests (project, asset, wallets, funding) and check each one."""
-    async with WalletClient(bootstrap_servers=settings.bootstrap_servers, requests_topic=settings.requests_topic, results_topic=settings.results_topic) as client:
+    async with WalletClient(kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic) as client:
         for stage in world.setup_stages():
             results = await asyncio.gather(*(client.submit(request, timeout=60) for request in stage))
             refused = [(r.reference_id, r.error) for r in results if r.status != "Completed"]
@@ -125,18 +125,18 @@ async def run_fuzz(*, settings: ProcessorSettings, options: FuzzOptions, process
     suffix = suffix or uuid.uuid4().hex[:8]
     world = World.named(suffix=suffix)
     replies = f"fuzz.{suffix}.replies"
-    bootstrap = settings.bootstrap_servers
-    await topics.create_topic(bootstrap_servers=bootstrap, name=replies, partitions=1)
+    kafka = settings.kafka
+    await topics.create_topic(kafka=kafka, name=replies, partitions=1)
     try:
-        broker_max = await topics.max_message_bytes(bootstrap_servers=bootstrap, topic=settings.requests_topic)
+        broker_max = await topics.max_message_bytes(kafka=kafka, topic=settings.requests_topic)
         say(f"fuzz: project {world.project}, {options.records:,} records, seed {options.seed}; setting up", enabled=options.progress)
         await set_up_world(settings=settings, world=world)
-        partitions = await topics.partition_count(bootstrap_servers=bootstrap, topic=settings.requests_topic)
+        partitions = await topics.partition_count(kafka=kafka, topic=settings.requests_topic)
         ctx = context(settings=settings, options=options, world=world, replies=replies, suffix=suffix, broker_max=broker_max, partitions=partitions)
         found = await _send_and_account(settings=settings, options=options, ctx=ctx, broker_max=broker_max, processor=processor)
     finally:
         if not options.keep_topics:
-            await topics.delete_topics(bootstrap_servers=bootstrap, names=[replies])
+            await topics.delete_topics(kafka=kafka, names=[replies])
     found["audit"] = await asyncio.to_thread(audit, settings.database_url)
     found["processor"] = {"pid": processor.pid, "alive": processor.alive, "starts": processor.starts(), "error_lines": len(errors := processor.error_lines()), "last_errors": errors[-5:]}
     found["run"] |= {"seed": options.seed, "records_requested": options.records, "valid_share": options.valid_share, "project": world.project, "replies_topic": replies}
@@ -147,13 +147,13 @@ async def run_fuzz(*, settings: ProcessorSettings, options: FuzzOptions, process
 
 async def _send_and_account(*, settings: ProcessorSettings, options: FuzzOptions, ctx: Context, broker_max: int, processor: Watched) -> dict[str, Any]:
     answers = Answers(requests_topic=settings.requests_topic)
-    tailer = Tailer(bootstrap_servers=settings.bootstrap_servers, answers=answers)
+    tailer = Tailer(kafka=settings.kafka, answers=answers)
     answer_topics = [settings.results_topic, settings.dlq_topic, ctx.replies_topic]
     if "reply_to_requests" in options.categories:  # records name it as their reply_to: an answer topic too
         answer_topics.append(settings.requests_topic)
     await tailer.start(answer_topics)
     producer = AIOKafkaProducer(
-        bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5, max_batch_size=512 * 1024, max_request_size=broker_max + 1_048_576
+        **settings.kafka.options(), acks="all", linger_ms=5, max_batch_size=512 * 1024, max_request_size=broker_max + 1_048_576
     )
     await producer.start()
     try:
@@ -190,9 +190,9 @@ async def _send(*, producer: AIOKafkaProducer, settings: ProcessorSettings, opti
 async def _read_late_reply_topics(*, settings: ProcessorSettings, ctx: Context, answers: Answers) -> None:
     """reply_to names that did not exist at the start but do now: read them too."""
     watched = {settings.results_topic, settings.dlq_topic, ctx.replies_topic, settings.requests_topic}
-    late = await topics.existing(bootstrap_servers=settings.bootstrap_servers, names=ctx.reply_topics_named - watched)
+    late = await topics.existing(kafka=settings.kafka, names=ctx.reply_topics_named - watched)
     if late:
-        await read_to_end(bootstrap_servers=settings.bootstrap_servers, topics=late, answers=answers)
+        await read_to_end(kafka=settings.kafka, topics=late, answers=answers)
 
 
 def _summary(*, log: SentLog, answers: Answers, stats: SendStats, waited: float, probed: list[ProbeOutcome], options: FuzzOptions) -> dict[str, Any]:

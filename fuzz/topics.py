@@ -8,17 +8,19 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from processor.kafka_connection import KafkaConnection
+
 DEFAULT_MAX_MESSAGE_BYTES = 2_097_152  # the local stack's message.max.bytes
 
 
-async def _admin(bootstrap_servers: str) -> AIOKafkaAdminClient:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="cloudwallet-fuzz")
+async def _admin(kafka: KafkaConnection) -> AIOKafkaAdminClient:
+    admin = AIOKafkaAdminClient(**kafka.options(), client_id="cloudwallet-fuzz")
     await admin.start()
     return admin
 
 
-async def create_topic(*, bootstrap_servers: str, name: str, partitions: int) -> None:
-    admin = await _admin(bootstrap_servers)
+async def create_topic(*, kafka: KafkaConnection, name: str, partitions: int) -> None:
+    admin = await _admin(kafka)
     try:
         await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
     except TopicAlreadyExistsError:
@@ -27,8 +29,8 @@ async def create_topic(*, bootstrap_servers: str, name: str, partitions: int) ->
         await admin.close()
 
 
-async def delete_topics(*, bootstrap_servers: str, names: Iterable[str]) -> None:
-    admin = await _admin(bootstrap_servers)
+async def delete_topics(*, kafka: KafkaConnection, names: Iterable[str]) -> None:
+    admin = await _admin(kafka)
     try:
         await admin.delete_topics(list(names))
     except Exception:  # noqa: BLE001 - cleanup only
@@ -37,9 +39,9 @@ async def delete_topics(*, bootstrap_servers: str, names: Iterable[str]) -> None
         await admin.close()
 
 
-async def existing(*, bootstrap_servers: str, names: Iterable[str]) -> list[str]:
+async def existing(*, kafka: KafkaConnection, names: Iterable[str]) -> list[str]:
     """Those of `names` the broker has (a reply_to target may have been created meanwhile)."""
-    admin = await _admin(bootstrap_servers)
+    admin = await _admin(kafka)
     try:
         topics = set(await admin.list_topics())
     finally:
@@ -47,8 +49,8 @@ async def existing(*, bootstrap_servers: str, names: Iterable[str]) -> list[str]
     return sorted(set(names) & topics)
 
 
-async def partition_count(*, bootstrap_servers: str, topic: str) -> int:
-    admin = await _admin(bootstrap_servers)
+async def partition_count(*, kafka: KafkaConnection, topic: str) -> int:
+    admin = await _admin(kafka)
     try:
         described = await admin.describe_topics([topic])
     finally:
@@ -56,9 +58,9 @@ async def partition_count(*, bootstrap_servers: str, topic: str) -> int:
     return len(described[0]["partitions"])
 
 
-async def max_message_bytes(*, bootstrap_servers: str, topic: str) -> int:
+async def max_message_bytes(*, kafka: KafkaConnection, topic: str) -> int:
     """The largest record batch the broker takes on `topic` (its max.message.bytes)."""
-    admin = await _admin(bootstrap_servers)
+    admin = await _admin(kafka)
     try:
         responses = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic, configs={"max.message.bytes": None})])
     finally:

@@ -48,7 +48,7 @@ def send(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with WalletClient(
-            bootstrap_servers=settings.bootstrap_servers, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+            kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic
         ) as client:
             result = await client.submit(request, timeout=args.timeout)
         print(result.model_dump_json(indent=2, exclude_none=True))
@@ -83,7 +83,7 @@ def tail(args: argparse.Namespace) -> int:
     async def main() -> None:
         consumer = AIOKafkaConsumer(
             settings.results_topic,
-            bootstrap_servers=settings.bootstrap_servers,
+            **settings.kafka.options(),
             group_id=None,
             auto_offset_reset="earliest" if args.from_beginning else "latest",
         )
@@ -115,6 +115,33 @@ def migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def kafka_acls(args: argparse.Namespace) -> int:
+    """Print (or, with --apply, create) the ACLs of processor/stream/acls.py for the configured
+    topics and group; applying needs a principal allowed to alter the cluster's ACLs."""
+    from processor.stream import acls
+
+    settings = _settings()
+    principals = acls.Principals(processor=args.processor, writers=tuple(args.writer or acls.Principals().writers))
+    table = acls.bindings(
+        requests_topic=settings.requests_topic,
+        results_topic=settings.results_topic,
+        dlq_topic=settings.dlq_topic,
+        consumer_group=settings.consumer_group,
+        principals=principals,
+    )
+    print(acls.table_text(table))
+    if not args.apply:
+        print("(not applied: add --apply)", file=sys.stderr)
+        return 0
+    try:
+        count = asyncio.run(acls.apply(kafka=settings.kafka, table=table))
+    except Exception as error:  # noqa: BLE001 - the broker's refusal, said plainly
+        print(f"cloudwallet kafka-acls: {type(error).__name__}: {error} (apply them as the operator, e.g. User:admin)", file=sys.stderr)
+        return 1
+    print(f"{count} ACLs in place", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloudwallet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -130,6 +157,11 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=tail)
     p = commands.add_parser("migrate", help="migrate the database to the latest schema")
     p.set_defaults(func=migrate)
+    p = commands.add_parser("kafka-acls", help="print, or --apply, the Kafka ACLs each principal needs")
+    p.add_argument("--apply", action="store_true", help="create them (as a principal allowed to alter ACLs)")
+    p.add_argument("--processor", default="User:processor", help="the processor's principal (default User:processor)")
+    p.add_argument("--writer", action="append", help="a principal that sends requests and reads results (repeatable; default User:gateway and User:client)")
+    p.set_defaults(func=kafka_acls)
     from processor.ingest import register as register_ingest
 
     register_ingest(commands)

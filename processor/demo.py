@@ -72,7 +72,7 @@ async def traffic(settings: ProcessorSettings) -> int:
             {"type": "Redeem", "wallet_id": fees, "amount": "0.25"}]}),
     ]
     async with WalletClient(
-        bootstrap_servers=settings.bootstrap_servers, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+        kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic
     ) as client:
         print(f"\nSample traffic for project {project} (requests -> {settings.requests_topic}, results <- {settings.results_topic}):")
         for index, (step, body) in enumerate(steps):

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from processor.client import header
+from processor.kafka_connection import KafkaConnection
 from schemas.results import DUPLICATE_HEADER, result_key
 
 __all__ = [
@@ -315,7 +316,7 @@ class Ingestor:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         requests_topic: str,
         results_topic: str,
         on_result: Callable[[Any, float, bytes, bool], None],
@@ -335,7 +336,7 @@ class Ingestor:
         self.window = window
         self.compression = _usable_compression(compression)
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **kafka.options(),
             client_id=client_id,
             acks="all",
             enable_idempotence=True,
@@ -345,7 +346,7 @@ class Ingestor:
             max_request_size=max(max_batch_size, 1_048_576),
         )
         self._consumer = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap_servers,
+            **kafka.options(),
             client_id=f"{client_id}-results",
             group_id=None,
             enable_auto_commit=False,
@@ -657,7 +658,7 @@ def _clock(seconds: float) -> str:
 async def ingest_file(
     path: Path,
     *,
-    bootstrap_servers: str,
+    kafka: KafkaConnection,
     requests_topic: str,
     results_topic: str,
     fmt: str | None = None,
@@ -704,7 +705,7 @@ async def ingest_file(
         write_failed({"line": item.line, "key": item.result_key, "status": "NotDelivered", "reason": reason})
 
     ingestor = Ingestor(
-        bootstrap_servers=bootstrap_servers,
+        kafka=kafka,
         requests_topic=requests_topic,
         results_topic=results_topic,
         on_result=on_result,
@@ -783,20 +784,18 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from pydantic import AliasChoices, Field
-    from pydantic_settings import BaseSettings, SettingsConfigDict
+    from processor.settings import KafkaSettings, SettingsError, load
 
-    class IngestSettings(BaseSettings):
-        model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore")
-        bootstrap_servers: str = Field(validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CLOUDWALLET_KAFKA_BOOTSTRAP_SERVERS"))
+    class IngestSettings(KafkaSettings):
         requests_topic: str = "wallet.requests"
         results_topic: str = "wallet.results"
 
     try:
-        settings = IngestSettings()  # type: ignore[call-arg]
-    except Exception:  # noqa: BLE001
-        print('cloudwallet ingest: KAFKA_BOOTSTRAP_SERVERS is not set (for the local stack: eval "$(python3 deploy/local/stack.py env)")', file=sys.stderr)
+        settings = load(IngestSettings)
+    except SettingsError as error:
+        print(f'cloudwallet ingest: {error}\n(for the local stack: eval "$(python3 deploy/local/stack.py env)")', file=sys.stderr)
         return 2
+    assert isinstance(settings, IngestSettings)
     if not args.file.is_file():
         print(f"cloudwallet ingest: no such file: {args.file}", file=sys.stderr)
         return 2
@@ -805,7 +804,7 @@ def run_command(args: argparse.Namespace) -> int:
         summary = asyncio.run(
             ingest_file(
                 args.file,
-                bootstrap_servers=settings.bootstrap_servers,
+                kafka=settings.kafka,
                 requests_topic=settings.requests_topic,
                 results_topic=settings.results_topic,
                 fmt=fmt,

@@ -7,9 +7,13 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
+from pathlib import Path
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from processor.kafka_connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -37,11 +41,55 @@ class DatabaseSettings(BaseSettings):
         return value
 
 
-class ProcessorSettings(DatabaseSettings):
+class KafkaSettings(BaseSettings):
+    """Where Kafka is and how to log in to it (SASL over TLS unless told otherwise)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore", populate_by_name=True)
+
     bootstrap_servers: str = Field(
         validation_alias=AliasChoices("KAFKA_BOOTSTRAP_SERVERS", "CLOUDWALLET_KAFKA_BOOTSTRAP_SERVERS"),
         description="Kafka bootstrap servers, host:port[,host:port...]",
     )
+    kafka_security_protocol: SecurityProtocol = Field(default="SASL_SSL", description="SASL_SSL, SSL, SASL_PLAINTEXT or PLAINTEXT")
+    kafka_sasl_mechanism: SaslMechanism = Field(default="SCRAM-SHA-512", description="SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
+    kafka_username: str | None = Field(default=None, description="SASL user (the Kafka principal is User:<name>)")
+    kafka_password: SecretStr | None = Field(default=None, description="SASL password; prefer CLOUDWALLET_KAFKA_PASSWORD_FILE")
+    kafka_password_file: Path | None = Field(default=None, description="a file holding the SASL password")
+    kafka_ca_file: Path | None = Field(default=None, description="PEM file of the CA that signed the broker's certificate (default: the system's)")
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: str) -> str:
+        for server in value.split(","):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"{server!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _kafka_connection_works(self) -> "KafkaSettings":
+        self.kafka  # built once here, so a bad combination stops the process at start-up
+        return self
+
+    @cached_property
+    def kafka(self) -> KafkaConnection:
+        password = self.kafka_password
+        if password is None and self.kafka_password_file is not None:
+            password = read_secret_file(self.kafka_password_file, setting="CLOUDWALLET_KAFKA_PASSWORD_FILE")
+        try:
+            return KafkaConnection(
+                bootstrap_servers=self.bootstrap_servers,
+                security_protocol=self.kafka_security_protocol,
+                sasl_mechanism=self.kafka_sasl_mechanism,
+                username=self.kafka_username,
+                password=password,
+                ca_file=self.kafka_ca_file,
+            )
+        except KafkaConnectionError as error:
+            raise ValueError(str(error)) from None
+
+
+class ProcessorSettings(DatabaseSettings, KafkaSettings):
     requests_topic: str = "wallet.requests"
     results_topic: str = "wallet.results"
     dlq_topic: str = "wallet.requests.dlq"
@@ -61,19 +109,10 @@ class ProcessorSettings(DatabaseSettings):
             raise ValueError("a Kafka topic name is 1-249 characters of letters, digits, '.', '_' and '-'")
         return value
 
-    @field_validator("bootstrap_servers")
-    @classmethod
-    def _host_ports(cls, value: str) -> str:
-        for server in value.split(","):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"{server!r} is not host:port")
-        return value
-
     def environment(self) -> dict[str, str]:
         """These settings as the environment of a `cloudwallet run` child process."""
         return {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers,
+            **self.kafka.environment(),
             "DATABASE_URL": self.database_url,
             "CLOUDWALLET_REQUESTS_TOPIC": self.requests_topic,
             "CLOUDWALLET_RESULTS_TOPIC": self.results_topic,
@@ -104,7 +143,11 @@ def load(settings_class: type[DatabaseSettings] = ProcessorSettings, **overrides
     except ValidationError as error:
         problems = []
         for item in error.errors():
-            field = str(item["loc"][0]) if item["loc"] else "settings"
+            message = str(item["msg"]).removeprefix("Value error, ")
+            if not item["loc"]:  # a rule across settings: its message names them
+                problems.append(message)
+                continue
+            field = str(item["loc"][0])
             env = _ENV_NAMES.get(field, f"CLOUDWALLET_{field.upper()}")
-            problems.append(f"{env}: {item['msg']}")
+            problems.append(f"{env}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None

@@ -1,8 +1,10 @@
 """Real services for the tests: Apache Kafka and PostgreSQL, resolved in this order:
 
-1. explicit `KAFKA_BOOTSTRAP_SERVERS` / `DATABASE_URL` (each on its own);
-2. testcontainers, when a Docker engine answers;
-3. the local stack from `deploy/local/stack.py` (started here if it is not running).
+1. explicit `KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` (both; the Kafka login from the
+   `CLOUDWALLET_KAFKA_*` variables): one login then serves every role;
+2. testcontainers, when a Docker engine answers (a plain broker);
+3. the local stack from `deploy/local/stack.py` (started here if it is not running): SASL over
+   TLS with ACLs, and each role (processor, gateway, client) logs in as itself.
 
 Each test run gets its own database (created, migrated, dropped) and its own topic prefix.
 Unit tests (tests/unit) need none of this and never trigger it.
@@ -11,7 +13,9 @@ Unit tests (tests/unit) need none of this and never trigger it.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shlex
 import subprocess
 import sys
 import uuid
@@ -21,17 +25,26 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
+
+from processor.kafka_connection import KafkaConnection, read_secret_file
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "deploy" / "local" / "stack.py"
 
 
+ROLES = ("processor", "gateway", "client")
+
+
 @dataclass(kw_only=True)
 class Services:
-    bootstrap_servers: str
-    admin_database_url: str
+    kafka: KafkaConnection  # the operator's login (User:admin on the local stack): topics, ACLs, reading anything
+    role_kafka: dict[str, KafkaConnection]  # the processor's, the gateway's and a client's own logins
+    admin_database_url: str  # the owner role: creates, migrates and drops each run's database
+    role_database_urls: dict[str, str]  # the processor's and the gateway's non-owner roles
     source: str
     kafka_version: str
+    enforces_acls: bool  # True on the local stack: every role has only the ACLs it is granted
     cleanups: list = field(default_factory=list)
 
 
@@ -45,49 +58,86 @@ def _docker_engine_answers() -> bool:
         return False
 
 
-def _from_local_stack() -> dict[str, str]:
-    done = subprocess.run([sys.executable, str(STACK), "up"], capture_output=True, text=True)
-    sys.stderr.write(done.stdout.replace("export ", "") if done.returncode == 0 else "")
-    if done.returncode != 0:
-        pytest.exit(f"the local stack did not come up:\n{done.stdout}{done.stderr}", returncode=3)
-    values = dict(line.removeprefix("export ").split("=", 1) for line in done.stdout.splitlines() if line.startswith("export "))
-    status = subprocess.run([sys.executable, str(STACK), "status"], capture_output=True, text=True)
-    import json
+def connection_from(env: dict[str, str]) -> KafkaConnection:
+    """A KafkaConnection from the variables `stack.py env` prints (or the process's own)."""
+    password_file = env.get("CLOUDWALLET_KAFKA_PASSWORD_FILE")
+    password = env.get("CLOUDWALLET_KAFKA_PASSWORD")
+    ca_file = env.get("CLOUDWALLET_KAFKA_CA_FILE")
+    return KafkaConnection(
+        bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
+        security_protocol=env.get("CLOUDWALLET_KAFKA_SECURITY_PROTOCOL", "SASL_SSL"),  # type: ignore[arg-type]
+        sasl_mechanism=env.get("CLOUDWALLET_KAFKA_SASL_MECHANISM", "SCRAM-SHA-512"),  # type: ignore[arg-type]
+        username=env.get("CLOUDWALLET_KAFKA_USERNAME"),
+        password=read_secret_file(Path(password_file), setting="CLOUDWALLET_KAFKA_PASSWORD_FILE") if password_file else SecretStr(password) if password else None,
+        ca_file=Path(ca_file) if ca_file else None,
+    )
 
-    values["KAFKA_VERSION"] = json.loads(status.stdout)["kafka"]["version"] or "unknown"
-    return values
+
+def _stack(*args: str) -> str:
+    done = subprocess.run([sys.executable, str(STACK), *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.exit(f"the local stack failed ({' '.join(args)}):\n{done.stdout}{done.stderr}", returncode=3)
+    return done.stdout
+
+
+def stack_env(role: str) -> dict[str, str]:
+    """`stack.py env --as ROLE`: what that role needs to connect (password files, not passwords)."""
+    exports = (shlex.split(line.removeprefix("export "))[0] for line in _stack("env", "--as", role).splitlines() if line.startswith("export "))
+    return dict(item.split("=", 1) for item in exports)
+
+
+def _from_local_stack() -> Services:
+    sys.stderr.write(_stack("up"))
+    admin = stack_env("admin")
+    kafka_version = json.loads(subprocess.run([sys.executable, str(STACK), "status"], capture_output=True, text=True).stdout)["kafka"]["version"]
+    envs = {role: stack_env(role) for role in ROLES}
+    return Services(
+        kafka=connection_from(admin),
+        role_kafka={role: connection_from(env) for role, env in envs.items()},
+        admin_database_url=admin["DATABASE_URL"],
+        role_database_urls={role: env["DATABASE_URL"] for role, env in envs.items() if "DATABASE_URL" in env},
+        source="deploy/local stack (SASL_SSL, ACLs, scram-sha-256)",
+        kafka_version=kafka_version or "unknown",
+        enforces_acls=True,
+    )
+
+
+def _shared(*, kafka: KafkaConnection, database_url: str, source: str, kafka_version: str, cleanups: list) -> Services:
+    """Services given from outside: one login serves every role (ACLs are the operator's)."""
+    return Services(
+        kafka=kafka,
+        role_kafka={role: kafka for role in ROLES},
+        admin_database_url=database_url,
+        role_database_urls={role: database_url for role in ("processor", "gateway")},
+        source=source,
+        kafka_version=kafka_version,
+        enforces_acls=False,
+        cleanups=cleanups,
+    )
 
 
 def resolve_services() -> Services:
     bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     database = os.environ.get("DATABASE_URL")
-    cleanups: list = []
-    sources = []
-    kafka_version = "external broker (version not reported over the wire)"
+    external = "external broker (version not reported over the wire)"
     if bootstrap and database:
-        return Services(bootstrap_servers=bootstrap, admin_database_url=database, source="explicit settings", kafka_version=kafka_version)
-    if _docker_engine_answers():
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
+        return _shared(kafka=connection_from(dict(os.environ)), database_url=database, source="explicit settings", kafka_version=external, cleanups=[])
+    if not _docker_engine_answers():
+        if bootstrap or database:
+            pytest.exit("set both KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL, or neither (the local stack then provides both)", returncode=3)
+        return _from_local_stack()
+    from testcontainers.kafka import KafkaContainer
+    from testcontainers.postgres import PostgresContainer
 
-        if not bootstrap:
-            kafka = KafkaContainer("apache/kafka:4.1.0").with_kraft()
-            kafka.start()
-            cleanups.append(kafka.stop)
-            bootstrap, kafka_version = kafka.get_bootstrap_server(), "4.1.0 (container)"
-        if not database:
-            postgres = PostgresContainer("postgres:16", driver="psycopg")
-            postgres.start()
-            cleanups.append(postgres.stop)
-            database = postgres.get_connection_url()
-        sources.append("testcontainers")
-    else:
-        local = _from_local_stack()
-        if not bootstrap:
-            bootstrap, kafka_version = local["KAFKA_BOOTSTRAP_SERVERS"], local["KAFKA_VERSION"]
-        database = database or local["DATABASE_URL"]
-        sources.append("deploy/local stack")
-    return Services(bootstrap_servers=bootstrap, admin_database_url=database, source=", ".join(sources), kafka_version=kafka_version, cleanups=cleanups)
+    cleanups: list = []
+    kafka = KafkaContainer("apache/kafka:4.1.0").with_kraft()
+    kafka.start()
+    cleanups.append(kafka.stop)
+    postgres = PostgresContainer("postgres:16", driver="psycopg")
+    postgres.start()
+    cleanups.append(postgres.stop)
+    plain = KafkaConnection(bootstrap_servers=kafka.get_bootstrap_server(), security_protocol="PLAINTEXT")
+    return _shared(kafka=plain, database_url=postgres.get_connection_url(), source="testcontainers (plain broker)", kafka_version="4.1.0 (container)", cleanups=cleanups)
 
 
 SERVICE_REPORT: list[str] = []
@@ -102,7 +152,7 @@ def pytest_terminal_summary(terminalreporter) -> None:
 @pytest.fixture(scope="session")
 def services() -> Iterator[Services]:
     found = resolve_services()
-    SERVICE_REPORT.append(f"Apache Kafka {found.kafka_version} at {found.bootstrap_servers} ({found.source})")
+    SERVICE_REPORT.append(f"Apache Kafka {found.kafka_version} at {found.kafka.bootstrap_servers} ({found.kafka.security_protocol}; {found.source})")
     yield found
     for cleanup in found.cleanups:
         cleanup()
@@ -143,16 +193,35 @@ def _migrate_if_available(url: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def bootstrap_servers(services: Services) -> str:
-    return services.bootstrap_servers
+def kafka(services: Services) -> KafkaConnection:
+    """The operator's login: creates and deletes the tests' topics, reads any of them."""
+    return services.kafka
+
+
+@dataclass(frozen=True, kw_only=True)
+class Roles:
+    """Each role's own logins, for this run's database."""
+
+    kafka: dict[str, KafkaConnection]
+    database_url: dict[str, str]
+    enforces_acls: bool
+
+
+@pytest.fixture(scope="session")
+def roles(services: Services, database_url: str) -> Roles:
+    from sqlalchemy.engine import make_url
+
+    name = make_url(database_url).database
+    urls = {role: make_url(url).set(database=name).render_as_string(hide_password=False) for role, url in services.role_database_urls.items()}
+    return Roles(kafka=services.role_kafka, database_url=urls, enforces_acls=services.enforces_acls)
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def new_topic(bootstrap_servers: str, run_id: str) -> AsyncIterator:
+async def new_topic(kafka: KafkaConnection, run_id: str) -> AsyncIterator:
     """Factory: create a topic unique to this run with an explicit partition count."""
     from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**kafka.options())
     await admin.start()
     created: list[str] = []
 

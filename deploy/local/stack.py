@@ -1,16 +1,28 @@
 #!/usr/bin/env python3
 """The local stack: a real Apache Kafka broker (KRaft, one node) and a real PostgreSQL, no Docker.
 
-    python3 deploy/local/stack.py up | down | status | env      [kafka | postgres]
+    python3 deploy/local/stack.py up | down | status      [kafka | postgres]
+    python3 deploy/local/stack.py env [--as admin|processor|gateway|client]
 
 * Kafka's jars come from Maven Central through Maven into a cache outside the repository and run
   on the machine's Java 17.
 * PostgreSQL is Debian's package (installed with apt-get when missing and we are root), run as a
   project-owned cluster in a data directory outside the repository.
 
-Every command is idempotent. `up` prints the settings the app and the tests use:
-KAFKA_BOOTSTRAP_SERVERS and DATABASE_URL. Only the standard library is used, so this runs before
-any virtualenv exists.
+Every command is idempotent. Only the standard library is used, so this runs before any
+virtualenv exists.
+
+Secure by default, as production should be:
+* the broker listens only with SASL over TLS (SCRAM-SHA-512; a CA and a broker certificate are
+  generated into the state directory), KRaft's StandardAuthorizer is on and nothing is allowed
+  without an ACL (`cloudwallet kafka-acls` grants them per principal);
+* one Kafka user per role: admin (the broker's own and the operator's), processor, gateway,
+  client; passwords are generated into files only the owner can read;
+* PostgreSQL authenticates every connection, the local socket included, with scram-sha-256.
+
+`env [--as ROLE]` prints, as shell exports, what ROLE needs to connect (default: client):
+bootstrap servers, security protocol, SASL mechanism, user, password file, CA file, and for the
+roles that use the database, DATABASE_URL.
 
 Settings (environment, all optional):
   CLOUDWALLET_CACHE_DIR   jars and Maven files   (default ~/.cache/cloudwallet)
@@ -28,12 +40,17 @@ by any outgoing connection (a reconnecting client), and a restart then fails wit
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import os
 import pwd
+import secrets
+import shlex
 import shutil
 import signal
 import socket
+import ssl
 import struct
 import subprocess
 import sys
@@ -46,7 +63,11 @@ from pathlib import Path
 # cannot be resolved from it; 4.3.1 is the newest complete 4.x release.
 DEFAULT_KAFKA_VERSION = "4.3.1"
 LOG4J_VERSION = "2.25.4"
-DB_NAME = DB_USER = DB_PASSWORD = "cloudwallet"
+DB_NAME = DB_USER = "cloudwallet"
+KAFKA_USERS = ("admin", "processor", "gateway", "client")
+SCRAM_MECHANISM = "SCRAM-SHA-512"
+# Bumped when the broker's security set-up changes: older storage is formatted again.
+KAFKA_SECURITY_LAYOUT = "sasl-ssl-scram-v1"
 
 
 class StackError(RuntimeError):
@@ -70,9 +91,25 @@ class Settings:
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.kafka_port}"
 
+    def database_url_for(self, role: str) -> str:
+        """No password in the URL (it would end up in logs): libpq reads it from the passfile."""
+        return f"postgresql+psycopg://{role}@127.0.0.1:{self.pg_port}/{DB_NAME}?passfile={self.secrets_dir / f'pgpass-{role}'}"
+
     @property
     def database_url(self) -> str:
-        return f"postgresql+psycopg://{DB_USER}:{DB_PASSWORD}@127.0.0.1:{self.pg_port}/{DB_NAME}"
+        return self.database_url_for(DB_USER)
+
+    @property
+    def secrets_dir(self) -> Path:
+        return self.state_dir / "secrets"
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.secrets_dir / "tls"
+
+    @property
+    def ca_file(self) -> Path:
+        return self.tls_dir / "ca.pem"
 
     @property
     def kafka_libs(self) -> Path:
@@ -133,23 +170,125 @@ def read_pid(path: Path) -> int | None:
         return None
 
 
+# ------------------------------------------------------------------------------------- secrets
+
+
+def private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
+def secret_file(settings: Settings, name: str) -> Path:
+    """A generated password, created once, readable only by its owner."""
+    path = private_dir(settings.secrets_dir) / f"{name}.password"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            # URL-safe, and free of the characters that JAAS and pgpass treat specially.
+            out.write(secrets.token_urlsafe(24).replace("-", "x").replace("_", "y") + "\n")
+    return path
+
+
+def secret(settings: Settings, name: str) -> str:
+    return secret_file(settings, name).read_text().strip()
+
+
+def _keytool(*args: str) -> None:
+    keytool = shutil.which("keytool")
+    if keytool is None:
+        raise StackError("keytool is missing: it comes with the JDK (Debian: apt-get install openjdk-17-jdk-headless)")
+    done = subprocess.run([keytool, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StackError(f"keytool {args[0]} failed:\n{done.stdout}{done.stderr}")
+
+
+def ensure_tls(settings: Settings) -> None:
+    """A local CA and a broker certificate for 127.0.0.1 and localhost (ECDSA P-256), made once.
+    Clients trust the CA (ca.pem); the broker serves broker.p12 and trusts truststore.p12."""
+    tls = private_dir(settings.tls_dir)
+    if (tls / "broker.p12").exists() and settings.ca_file.exists():
+        return
+    for stale in tls.iterdir():
+        stale.unlink()
+    store_password = secret(settings, "tls-store")
+    common = ("-storetype", "PKCS12", "-storepass", store_password)
+    key = ("-keyalg", "EC", "-groupname", "secp256r1")
+    names = "SAN=ip:127.0.0.1,dns:localhost"
+    say(f"creating a local CA and a broker certificate in {tls}")
+    _keytool("-genkeypair", "-alias", "ca", *key, "-dname", "CN=cloudwallet local CA", "-ext", "bc:c", "-validity", "3650", "-keystore", str(tls / "ca.p12"), *common)
+    _keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-file", str(settings.ca_file), *common)
+    _keytool("-genkeypair", "-alias", "broker", *key, "-dname", "CN=localhost", "-ext", names, "-validity", "825", "-keystore", str(tls / "broker.p12"), *common)
+    _keytool("-certreq", "-alias", "broker", "-keystore", str(tls / "broker.p12"), "-file", str(tls / "broker.csr"), *common)
+    _keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-infile", str(tls / "broker.csr"), "-outfile", str(tls / "broker.pem"), "-ext", names, "-validity", "825", *common)
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "broker.p12"), *common)
+    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"), "-keystore", str(tls / "broker.p12"), *common)
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "truststore.p12"), *common)
+    settings.ca_file.chmod(0o644)  # a CA certificate is public
+
+
 # --------------------------------------------------------------------------------------- Kafka
 
 
-def kafka_metadata_brokers(port: int, timeout: float = 2.0) -> int:
-    """Send a Metadata v4 request; return how many brokers the answer lists (0 = not ready)."""
-    client_id = b"cloudwallet-stack"
-    body = struct.pack(">hhih", 3, 4, 1, len(client_id)) + client_id + struct.pack(">i?", -1, False)
+class KafkaWire:
+    """Just enough of Kafka's protocol to ask a secured broker whether it is ready: TLS, a SCRAM
+    login (RFC 5802) and a Metadata request. (The stack runs before any virtualenv exists.)"""
+
+    CLIENT_ID = b"cloudwallet-stack"
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.correlation = 0
+
+    def call(self, api_key: int, version: int, body: bytes) -> bytes:
+        self.correlation += 1
+        header = struct.pack(">hhih", api_key, version, self.correlation, len(self.CLIENT_ID)) + self.CLIENT_ID
+        self.sock.sendall(struct.pack(">i", len(header) + len(body)) + header + body)
+        size = struct.unpack(">i", _recv_exact(self.sock, 4))[0]
+        return _recv_exact(self.sock, size)[4:]  # past the correlation id
+
+    def scram_login(self, *, user: str, password: str) -> None:
+        mechanism = SCRAM_MECHANISM.encode()
+        answer = self.call(17, 1, struct.pack(">h", len(mechanism)) + mechanism)  # SaslHandshake v1
+        if struct.unpack(">h", answer[:2])[0] != 0:
+            raise OSError("the broker does not offer SCRAM-SHA-512")
+        nonce = base64.b64encode(secrets.token_bytes(18)).decode()
+        first_bare = f"n={user},r={nonce}"
+        server_first = self._authenticate(f"n,,{first_bare}".encode()).decode()
+        fields = dict(item.split("=", 1) for item in server_first.split(","))
+        salted = hashlib.pbkdf2_hmac("sha512", password.encode(), base64.b64decode(fields["s"]), int(fields["i"]))
+        client_key = hmac.new(salted, b"Client Key", "sha512").digest()
+        final_bare = f"c=biws,r={fields['r']}"
+        auth_message = f"{first_bare},{server_first},{final_bare}".encode()
+        signature = hmac.new(hashlib.sha512(client_key).digest(), auth_message, "sha512").digest()
+        proof = base64.b64encode(bytes(a ^ b for a, b in zip(client_key, signature))).decode()
+        self._authenticate(f"{final_bare},p={proof}".encode())
+
+    def _authenticate(self, payload: bytes) -> bytes:
+        answer = self.call(36, 0, struct.pack(">i", len(payload)) + payload)  # SaslAuthenticate v0
+        error, message_size = struct.unpack(">hh", answer[:4])
+        rest = answer[4 + max(message_size, 0):]
+        if error != 0:
+            raise PermissionError(answer[4:4 + max(message_size, 0)].decode(errors="replace") or f"SASL error {error}")
+        return rest[4:4 + struct.unpack(">i", rest[:4])[0]]
+
+    def broker_count(self) -> int:
+        answer = self.call(3, 4, struct.pack(">i?", -1, False))  # Metadata v4: all topics, no creation
+        _throttle, brokers = struct.unpack(">ii", answer[:8])
+        return max(brokers, 0)
+
+
+def kafka_metadata_brokers(settings: Settings, *, user: str = "admin", timeout: float = 2.0) -> int:
+    """Log in over TLS as `user` and ask for metadata; how many brokers it lists (0 = not ready)."""
+    context = ssl.create_default_context(cafile=str(settings.ca_file))
     try:
-        with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
-            sock.sendall(struct.pack(">i", len(body)) + body)
-            header = _recv_exact(sock, 4)
-            payload = _recv_exact(sock, struct.unpack(">i", header)[0])
-    except OSError:
+        with socket.create_connection(("127.0.0.1", settings.kafka_port), timeout=timeout) as raw:
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as sock:
+                wire = KafkaWire(sock)
+                wire.scram_login(user=user, password=secret(settings, f"kafka-{user}"))
+                return wire.broker_count()
+    except (OSError, ValueError, KeyError, struct.error):
         return 0
-    # correlation id, throttle_time_ms, then the brokers array length
-    _correlation, _throttle, brokers = struct.unpack(">iii", payload[:12])
-    return max(brokers, 0)
 
 
 def _recv_exact(sock: socket.socket, size: int) -> bytes:
@@ -211,18 +350,48 @@ def kafka_java() -> str:
 def write_kafka_config(settings: Settings) -> Path:
     data = settings.kafka_dir / "data"
     data.mkdir(parents=True, exist_ok=True)
-    config = settings.kafka_dir / "server.properties"
+    tls, store_password, admin_password = settings.tls_dir, secret(settings, "tls-store"), secret(settings, "kafka-admin")
+    scram_login = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin_password}";'
+    plain_login = (
+        f'org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="{admin_password}" '
+        f'user_admin="{admin_password}";'
+    )
+    config = private_dir(settings.kafka_dir) / "server.properties"  # it holds passwords
+    config.touch(mode=0o600)
+    config.chmod(0o600)
     config.write_text(
         "\n".join(
             [
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{settings.controller_port}",
-                f"listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.controller_port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port}",
+                # Clients, and the broker to itself, log in with SCRAM over TLS. The controller
+                # listener uses PLAIN over TLS: KRaft cannot use SCRAM there (its credentials live
+                # in the metadata log the controller serves), so its one user is in the JAAS line.
+                f"listeners=SECURE://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.controller_port}",
+                f"advertised.listeners=SECURE://127.0.0.1:{settings.kafka_port}",
                 "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=PLAINTEXT",
-                "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                "inter.broker.listener.name=SECURE",
+                "listener.security.protocol.map=CONTROLLER:SASL_SSL,SECURE:SASL_SSL",
+                f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+                f"listener.name.secure.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+                f'listener.name.secure.scram-sha-512.sasl.jaas.config={scram_login}',
+                "sasl.mechanism.controller.protocol=PLAIN",
+                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+                f'listener.name.controller.plain.sasl.jaas.config={plain_login}',
+                f"ssl.keystore.type=PKCS12",
+                f"ssl.keystore.location={tls / 'broker.p12'}",
+                f"ssl.keystore.password={store_password}",
+                f"ssl.truststore.type=PKCS12",
+                f"ssl.truststore.location={tls / 'truststore.p12'}",
+                f"ssl.truststore.password={store_password}",
+                "ssl.client.auth=none",
+                "ssl.endpoint.identification.algorithm=https",
+                # Nothing is allowed without an ACL; the broker's own user (admin) is the only super user.
+                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+                "allow.everyone.if.no.acl.found=false",
+                "super.users=User:admin",
                 f"log.dirs={data}",
                 # Topics are created explicitly by the app and the tests, with their partition counts.
                 "auto.create.topics.enable=false",
@@ -259,7 +428,8 @@ def write_kafka_config(settings: Settings) -> Path:
 
 def kafka_up(settings: Settings) -> None:
     pid_file = settings.kafka_dir / "kafka.pid"
-    if read_pid(pid_file) and kafka_metadata_brokers(settings.kafka_port) > 0:
+    ensure_tls(settings)
+    if read_pid(pid_file) and kafka_metadata_brokers(settings) > 0:
         say(f"Kafka already running on {settings.bootstrap_servers}")
         return
     if port_open(settings.kafka_port) or port_open(settings.controller_port):
@@ -271,16 +441,8 @@ def kafka_up(settings: Settings) -> None:
     ensure_kafka_jars(settings)
     config = write_kafka_config(settings)
     classpath = f"{settings.kafka_libs}/*"
-    data = settings.kafka_dir / "data"
     settings.log_dir.mkdir(parents=True, exist_ok=True)
-    if not (data / "meta.properties").exists():
-        done = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(config)],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            raise StackError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+    format_kafka_storage(settings, java=java, classpath=classpath, config=config)
     log = settings.log_dir / "kafka.log"
     say(f"starting Apache Kafka {settings.kafka_version} (KRaft) on {settings.bootstrap_servers}; log: {log}")
     with log.open("a") as out:
@@ -308,11 +470,33 @@ def kafka_up(settings: Settings) -> None:
         if process.poll() is not None:
             tail = "".join(log.read_text().splitlines(keepends=True)[-20:])
             raise StackError(f"Kafka exited with code {process.returncode}; last lines of {log}:\n{tail}")
-        if kafka_metadata_brokers(settings.kafka_port) > 0:
+        if kafka_metadata_brokers(settings) > 0:
             say(f"Kafka answers metadata requests ({time.monotonic() - deadline + 90:.1f}s)")
             return
         time.sleep(0.3)
     raise StackError(f"Kafka did not answer metadata requests within 90 s; see {log}")
+
+
+def format_kafka_storage(settings: Settings, *, java: str, classpath: str, config: Path) -> None:
+    """Format the storage once, with a SCRAM login for every user. Storage formatted by an older
+    layout of this stack (no SASL users) is a local broker's data: it is formatted again."""
+    data = settings.kafka_dir / "data"
+    layout = settings.kafka_dir / "security-layout"
+    if (data / "meta.properties").exists():
+        if layout.exists() and layout.read_text().strip() == KAFKA_SECURITY_LAYOUT:
+            return
+        say(f"the local broker's storage predates {KAFKA_SECURITY_LAYOUT}: formatting it again (its topics are dropped)")
+        shutil.rmtree(data)
+        data.mkdir(parents=True)
+    scram = [f"--add-scram={SCRAM_MECHANISM}=[name={user},password={secret(settings, f'kafka-{user}')}]" for user in KAFKA_USERS]
+    done = subprocess.run(
+        [java, "-cp", classpath, "kafka.tools.StorageTool", "format", f"--cluster-id={kafka_cluster_id()}", "-c", str(config), *scram],
+        capture_output=True,
+        text=True,
+    )
+    if done.returncode != 0:
+        raise StackError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
+    layout.write_text(KAFKA_SECURITY_LAYOUT)
 
 
 def kafka_cluster_id() -> str:
@@ -427,11 +611,20 @@ def pg_up(settings: Settings) -> None:
             shutil.chown(data, owner)
         data.chmod(0o700)
         say(f"creating a PostgreSQL cluster in {data}")
-        done = subprocess.run(
-            _as_owner(owner, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"]),
-            capture_output=True,
-            text=True,
-        )
+        # initdb runs as the cluster's owner, who must be able to read the password file.
+        pwfile = settings.pg_dir / "initdb.pw"
+        pwfile.write_text(secret(settings, "pg-postgres") + "\n")
+        pwfile.chmod(0o600)
+        if owner:
+            shutil.chown(pwfile, owner)
+        try:
+            done = subprocess.run(
+                _as_owner(owner, [str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--pwfile", str(pwfile), "--auth=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8"]),
+                capture_output=True,
+                text=True,
+            )
+        finally:
+            pwfile.unlink(missing_ok=True)
         if done.returncode != 0:
             raise StackError(f"initdb failed:\n{done.stdout}{done.stderr}")
         with (data / "postgresql.conf").open("a") as conf:
@@ -460,25 +653,79 @@ def pg_up(settings: Settings) -> None:
         )
         if done.returncode != 0:
             raise StackError(f"PostgreSQL did not start:\n{done.stdout}{done.stderr}\nsee {log}")
-    _pg_ensure_role_and_db(settings, bindir, owner, sockets)
+    _pg_require_passwords(settings, bindir, data)
+    _pg_ensure_roles_and_db(settings, bindir)
 
 
-def _psql(settings: Settings, bindir: Path, owner: str | None, sockets: Path, sql: str) -> str:
-    done = subprocess.run(
-        _as_owner(owner, [str(bindir / "psql"), "-h", str(sockets), "-p", str(settings.pg_port), "-U", "postgres", "-d", "postgres", "-tAq", "-v", "ON_ERROR_STOP=1", "-c", sql]),
-        capture_output=True,
-        text=True,
-    )
+def _psql(settings: Settings, bindir: Path, sql: str, *, trust_socket: bool = False) -> str:
+    """Run SQL as the superuser. The SQL goes on stdin (a password in it never shows in `ps`);
+    the login is scram-sha-256 with the superuser's own passfile (or, once, the old trusted
+    socket of a cluster made before this stack required passwords)."""
+    host = str(settings.pg_dir / "run") if trust_socket else "127.0.0.1"
+    command = [str(bindir / "psql"), "-h", host, "-p", str(settings.pg_port), "-U", "postgres", "-d", "postgres", "-tAq", "-v", "ON_ERROR_STOP=1", "-f", "-"]
+    if trust_socket:
+        command = _as_owner(_pg_owner(), command)
+    env = dict(os.environ, PGPASSFILE=str(pgpass_file(settings, "postgres")))
+    done = subprocess.run(command, input=sql, capture_output=True, text=True, env=env)
     if done.returncode != 0:
-        raise StackError(f"psql failed on {sql!r}:\n{done.stderr}")
+        raise StackError(f"psql failed:\n{done.stderr}")
     return done.stdout.strip()
 
 
-def _pg_ensure_role_and_db(settings: Settings, bindir: Path, owner: str | None, sockets: Path) -> None:
-    if _psql(settings, bindir, owner, sockets, f"SELECT 1 FROM pg_roles WHERE rolname = '{DB_USER}'") != "1":
-        _psql(settings, bindir, owner, sockets, f"CREATE ROLE {DB_USER} LOGIN CREATEDB PASSWORD '{DB_PASSWORD}'")
-    if _psql(settings, bindir, owner, sockets, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
-        _psql(settings, bindir, owner, sockets, f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+# The roles of the app: the owner (runs migrations, owns the schema, may create test databases),
+# and the two non-owner roles the migrations grant to (processor/storage/migrations, 0005).
+DB_ROLES = {
+    DB_USER: "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE",
+    "cloudwallet_processor": "LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE",
+    "cloudwallet_gateway": "LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE",
+}
+
+
+def pgpass_file(settings: Settings, role: str) -> Path:
+    """A libpq passfile holding only `role`'s password (mode 0600, as libpq requires)."""
+    path = settings.secrets_dir / f"pgpass-{role}"
+    # Any port on 127.0.0.1: tests reach the server through proxies on other ports too.
+    line = f"127.0.0.1:*:*:{role}:{secret(settings, f'pg-{role}')}\n"
+    if not path.exists() or path.read_text() != line:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(line)
+    return path
+
+
+def _pg_require_passwords(settings: Settings, bindir: Path, data: Path) -> None:
+    """A cluster made by an older stack trusted local users: give the superuser its generated
+    password over the trusted socket, then make every line of pg_hba.conf scram-sha-256."""
+    hba = data / "pg_hba.conf"
+    text = hba.read_text()
+    rules = [line.split() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    if not any("trust" in rule for rule in rules):
+        return
+    say("PostgreSQL trusted local users: requiring scram-sha-256 passwords from now on")
+    password = secret(settings, "pg-postgres")
+    _psql(settings, bindir, f"SET password_encryption = 'scram-sha-256'; ALTER ROLE postgres PASSWORD '{password}';", trust_socket=True)
+    lines = [line.replace("trust", "scram-sha-256") if not line.lstrip().startswith("#") else line for line in text.splitlines()]
+    hba.write_text("\n".join(lines) + "\n")
+    done = subprocess.run(_as_owner(_pg_owner(), [str(bindir / "pg_ctl"), "-D", str(data), "reload"]), capture_output=True, text=True)
+    if done.returncode != 0:
+        raise StackError(f"pg_ctl reload failed:\n{done.stdout}{done.stderr}")
+    time.sleep(0.5)  # the postmaster re-reads pg_hba.conf on SIGHUP
+
+
+def _pg_ensure_roles_and_db(settings: Settings, bindir: Path) -> None:
+    statements = ["SET password_encryption = 'scram-sha-256';"]
+    for role, options in DB_ROLES.items():
+        password = secret(settings, f"pg-{role}")
+        statements.append(
+            f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN CREATE ROLE {role}; END IF; END $$;"
+            f"ALTER ROLE {role} {options} PASSWORD '{password}';"
+        )
+        pgpass_file(settings, role)
+    _psql(settings, bindir, "\n".join(statements))
+    if _psql(settings, bindir, f"SELECT 1 FROM pg_database WHERE datname = '{DB_NAME}'") != "1":
+        _psql(settings, bindir, f"CREATE DATABASE {DB_NAME} OWNER {DB_USER}")
+    # Only the owner may create objects; the app's roles get what the migrations grant.
+    _psql(settings, bindir, f"REVOKE ALL ON DATABASE {DB_NAME} FROM PUBLIC; GRANT CONNECT ON DATABASE {DB_NAME} TO {', '.join(DB_ROLES)};")
 
 
 def pg_down(settings: Settings) -> None:
@@ -497,7 +744,7 @@ def pg_version_running(settings: Settings) -> str | None:
     if bindir is None or not port_open(settings.pg_port):
         return None
     try:
-        return _psql(settings, bindir, _pg_owner(), settings.pg_dir / "run", "SHOW server_version")
+        return _psql(settings, bindir, "SHOW server_version")
     except StackError:
         return None
 
@@ -505,14 +752,34 @@ def pg_version_running(settings: Settings) -> str | None:
 # ------------------------------------------------------------------------------------ commands
 
 
-def print_env(settings: Settings) -> None:
-    """Print the app's settings as shell exports; settings already in the environment win."""
-    for name, value in (("KAFKA_BOOTSTRAP_SERVERS", settings.bootstrap_servers), ("DATABASE_URL", settings.database_url)):
-        print(f"export {name}={os.environ.get(name) or value}")
+# The database role each Kafka role connects as (a client needs no database).
+DATABASE_ROLES = {"admin": DB_USER, "processor": DB_USER, "gateway": DB_USER, "client": None}
+
+
+def role_env(settings: Settings, role: str) -> dict[str, str]:
+    """What `role` needs to connect: no password itself, only the files that hold them."""
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
+        "CLOUDWALLET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
+        "CLOUDWALLET_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
+        "CLOUDWALLET_KAFKA_USERNAME": role,
+        "CLOUDWALLET_KAFKA_PASSWORD_FILE": str(secret_file(settings, f"kafka-{role}")),
+        "CLOUDWALLET_KAFKA_CA_FILE": str(settings.ca_file),
+    }
+    database_role = DATABASE_ROLES[role]
+    if database_role is not None:
+        env["DATABASE_URL"] = settings.database_url_for(database_role)
+    return env
+
+
+def print_env(settings: Settings, *, role: str = "client") -> None:
+    """Print `role`'s settings as shell exports; settings already in the environment win."""
+    for name, value in role_env(settings, role).items():
+        print(f"export {name}={shlex.quote(os.environ.get(name) or value)}")
 
 
 def status(settings: Settings) -> dict[str, object]:
-    kafka_ready = kafka_metadata_brokers(settings.kafka_port) > 0
+    kafka_ready = settings.ca_file.exists() and kafka_metadata_brokers(settings) > 0
     pg_version = pg_version_running(settings)
     return {
         "kafka": {
@@ -530,8 +797,23 @@ def status(settings: Settings) -> dict[str, object]:
     }
 
 
+def env_command(args: list[str]) -> int:
+    role = args[1] if len(args) == 2 and args[0] == "--as" else "client" if not args else None
+    if role not in DATABASE_ROLES:
+        print(f"[stack] error: usage: stack.py env [--as {'|'.join(DATABASE_ROLES)}]", file=sys.stderr)
+        return 2
+    try:
+        print_env(load_settings(), role=role)
+    except StackError as error:
+        print(f"[stack] error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
+    if command == "env":
+        return env_command(argv[2:])
     only = argv[2] if len(argv) > 2 else None
     if only not in (None, "kafka", "postgres"):
         print(f"[stack] error: unknown service {only!r}: use kafka or postgres", file=sys.stderr)
@@ -545,7 +827,7 @@ def main(argv: list[str]) -> int:
                 kafka_up(settings)
             info = status(settings)
             say(f"Apache Kafka {info['kafka']['version']} and PostgreSQL {info['postgres']['version']} are up")
-            print_env(settings)
+            say('settings for each role: eval "$(python3 deploy/local/stack.py env --as admin|processor|gateway|client)"')
         elif command == "down":
             if only != "postgres":
                 kafka_down(settings)
@@ -555,8 +837,6 @@ def main(argv: list[str]) -> int:
             info = status(settings)
             print(json.dumps(info, indent=2))
             return 0 if info["kafka"]["running"] and info["postgres"]["running"] else 3
-        elif command == "env":
-            print_env(settings)
         else:
             print(__doc__)
             return 2

@@ -1,6 +1,6 @@
 """The async client: publish requests keyed correctly, await their results by reference ID.
 
-    async with WalletClient(bootstrap_servers="127.0.0.1:19092") as client:
+    async with WalletClient(kafka=load(KafkaSettings).kafka) as client:   # from processor.settings
         result = await client.submit({"type": "project.create", "reference_id": "r-1", "name": "Demo"})
 
 Retrying is safe: send the same request with the same reference ID again; a request that was
@@ -20,6 +20,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
+from processor.kafka_connection import KafkaConnection
 from processor.ledger.keys import request_project_id
 from schemas.requests import RequestAdapter, RequestModel, partition_key
 from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
@@ -85,7 +86,7 @@ class WalletClient:
     def __init__(
         self,
         *,
-        bootstrap_servers: str,
+        kafka: KafkaConnection,
         requests_topic: str = "wallet.requests",
         results_topic: str = "wallet.results",
         compression_type: str | None = None,
@@ -94,14 +95,14 @@ class WalletClient:
         self.requests_topic = requests_topic
         self.results_topic = results_topic
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **kafka.options(),
             acks="all",
             enable_idempotence=True,
             compression_type=compression_type,
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
         )
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False, group_id=None)
+        self._consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
         self._waiters: dict[str, list[asyncio.Future[Result]]] = {}
         self._results_task: asyncio.Task[None] | None = None
 

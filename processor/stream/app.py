@@ -206,7 +206,9 @@ class Processor:
         self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_pre_ping=True)
         # FastStream runs the consumer side: the group, batches, acks and graceful shutdown.
         # Results go out through `self.producer`, a batch at a time (see `publish`).
-        self.broker = KafkaBroker(settings.bootstrap_servers, graceful_timeout=30.0, client_id="cloudwallet-processor")
+        self.broker = KafkaBroker(
+            settings.bootstrap_servers, security=settings.kafka.faststream_security(), graceful_timeout=30.0, client_id="cloudwallet-processor"
+        )
         self.producer: AIOKafkaProducer | None = None
         self.reply_targets: ReplyTargets | None = None
         self.listener = ResumeFromDatabase(
@@ -320,7 +322,7 @@ class Processor:
         if self.settings.create_topics:
             await ensure_topics(settings=self.settings)
         self.producer = AIOKafkaProducer(
-            bootstrap_servers=self.settings.bootstrap_servers,
+            **self.settings.kafka.options(),
             client_id="cloudwallet-processor-results",
             acks="all",
             enable_idempotence=True,

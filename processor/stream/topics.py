@@ -33,7 +33,7 @@ async def ensure_topics(*, settings: ProcessorSettings) -> None:
             topic_configs={"max.message.bytes": str(settings.max_request_bytes + DLQ_OVERHEAD_BYTES)},
         ),
     ]
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.bootstrap_servers, client_id="cloudwallet-admin")
+    admin = AIOKafkaAdminClient(**settings.kafka.options(), client_id="cloudwallet-admin")
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -6,6 +6,11 @@ can SIGKILL them at will.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Roles  # tests/conftest.py
+
 import os
 import signal
 import subprocess
@@ -21,7 +26,9 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from processor.client import WalletClient
+from processor.kafka_connection import KafkaConnection
 from processor.settings import ProcessorSettings
+from processor.stream import acls
 from processor.stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -29,23 +36,53 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @dataclass(kw_only=True)
 class Topology:
-    """The settings of one test's processors: own topics, own consumer group."""
+    """The settings of one test's processors: own topics, own consumer group, and the ACLs of
+    processor/stream/acls.py for them, so every end-to-end test runs on exactly those grants."""
 
-    bootstrap_servers: str
-    database_url: str
+    kafka: KafkaConnection  # the operator's: inspects any topic
+    roles: Roles
+    database_url: str  # the owner's: tests read anything
     requests_topic: str
     results_topic: str
     dlq_topic: str
     consumer_group: str
     partitions: int
 
-    def env(self) -> dict[str, str]:
-        return self.settings().environment()
+    @property
+    def client_kafka(self) -> KafkaConnection:
+        return self.roles.kafka["client"]
 
-    def settings(self) -> ProcessorSettings:
+    def env(self, *, role: str = "processor") -> dict[str, str]:
+        return self.settings(role=role).environment()
+
+    def acl_table(self) -> list[acls.AclBinding]:
+        names = {role: f"User:{self.roles.kafka[role].username}" for role in ("processor", "gateway", "client")}
+        return acls.bindings(
+            requests_topic=self.requests_topic,
+            results_topic=self.results_topic,
+            dlq_topic=self.dlq_topic,
+            consumer_group=self.consumer_group,
+            principals=acls.Principals(processor=names["processor"], writers=(names["gateway"], names["client"])),
+        )
+
+    async def allow_processor_group(self, group: str) -> None:
+        """Another consumer group for this topology's processor (ACLs are per group)."""
+        if self.roles.enforces_acls:
+            principal = f"User:{self.roles.kafka['processor'].username}"
+            await acls.apply(kafka=self.kafka, table=[acls.AclBinding(principal=principal, resource=acls.Resource.GROUP, name=group, operation=acls.Operation.READ)])
+
+    def settings(self, *, role: str = "processor", kafka: KafkaConnection | None = None) -> ProcessorSettings:
+        """The settings of `role` (processor or gateway): its Kafka login (or `kafka`) and its
+        database role."""
+        processor = kafka or self.roles.kafka[role]
         return ProcessorSettings(
-            database_url=self.database_url,
-            bootstrap_servers=self.bootstrap_servers,
+            database_url=self.roles.database_url[role],
+            bootstrap_servers=processor.bootstrap_servers,
+            kafka_security_protocol=processor.security_protocol,
+            kafka_sasl_mechanism=processor.sasl_mechanism,
+            kafka_username=processor.username,
+            kafka_password=processor.password,
+            kafka_ca_file=processor.ca_file,
             requests_topic=self.requests_topic,
             results_topic=self.results_topic,
             dlq_topic=self.dlq_topic,
@@ -99,30 +136,44 @@ class ProcessorProcess:
         return self.process.wait(timeout=timeout)
 
 
-@pytest_asyncio.fixture(loop_scope="session")
-async def topology(bootstrap_servers: str, database_url: str, run_id: str) -> AsyncIterator[Topology]:
-    suffix = uuid.uuid4().hex[:8]
+async def open_topology(*, kafka: KafkaConnection, roles: Roles, database_url: str, prefix: str, partitions: int = 4) -> Topology:
+    """Topics named `<prefix>.requests|results|dlq`, created by the operator, with the ACLs."""
     found = Topology(
-        bootstrap_servers=bootstrap_servers,
+        kafka=kafka,
+        roles=roles,
         database_url=database_url,
-        requests_topic=f"test.{run_id}.{suffix}.requests",
-        results_topic=f"test.{run_id}.{suffix}.results",
-        dlq_topic=f"test.{run_id}.{suffix}.dlq",
-        consumer_group=f"test.{run_id}.{suffix}.processor",
-        partitions=4,
+        requests_topic=f"{prefix}.requests",
+        results_topic=f"{prefix}.results",
+        dlq_topic=f"{prefix}.dlq",
+        consumer_group=f"{prefix}.processor",
+        partitions=partitions,
     )
-    await ensure_topics(settings=found.settings())
-    yield found
+    await ensure_topics(settings=found.settings(kafka=kafka))
+    if roles.enforces_acls:
+        await acls.apply(kafka=kafka, table=found.acl_table())
+    return found
+
+
+async def close_topology(topology: Topology) -> None:
     from aiokafka.admin import AIOKafkaAdminClient
 
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    if topology.roles.enforces_acls:
+        await acls.remove(kafka=topology.kafka, table=topology.acl_table())
+    admin = AIOKafkaAdminClient(**topology.kafka.options())
     await admin.start()
     try:
-        await admin.delete_topics([found.requests_topic, found.results_topic, found.dlq_topic])
+        await admin.delete_topics([topology.requests_topic, topology.results_topic, topology.dlq_topic])
     except Exception:  # noqa: BLE001 - cleanup only
         pass
     finally:
         await admin.close()
+
+
+@pytest_asyncio.fixture(loop_scope="session")
+async def topology(kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str) -> AsyncIterator[Topology]:
+    found = await open_topology(kafka=kafka, roles=roles, database_url=database_url, prefix=f"test.{run_id}.{uuid.uuid4().hex[:8]}")
+    yield found
+    await close_topology(found)
 
 
 @pytest.fixture
@@ -146,7 +197,7 @@ def processors(topology: Topology, tmp_path: Path) -> Iterator:
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(topology: Topology) -> AsyncIterator[WalletClient]:
     async with WalletClient(
-        bootstrap_servers=topology.bootstrap_servers, requests_topic=topology.requests_topic, results_topic=topology.results_topic
+        kafka=topology.client_kafka, requests_topic=topology.requests_topic, results_topic=topology.results_topic
     ) as wallet_client:
         yield wallet_client
 

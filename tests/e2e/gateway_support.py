@@ -3,6 +3,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from conftest import Roles  # tests/conftest.py
+
 import asyncio
 import concurrent.futures
 import os
@@ -22,7 +27,9 @@ import sqlalchemy as sa
 
 from processor.gateway.keys import create_key
 
-from .conftest import ROOT, ProcessorProcess, Topology
+from processor.kafka_connection import KafkaConnection
+
+from .conftest import ROOT, ProcessorProcess, Topology, close_topology, open_topology
 
 
 def free_port() -> int:
@@ -39,7 +46,7 @@ class GatewayProcess:
         self.base_url = f"http://127.0.0.1:{self.port}"
         self.log_path = log_dir / f"{name}.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDWALLET_")}
-        env.update(topology.env())
+        env.update(topology.env(role="gateway"))
         env.setdefault("CLOUDWALLET_RESULT_WAIT_SECONDS", "20")
         env.update(extra_env or {})
         with self.log_path.open("w") as log:
@@ -96,34 +103,13 @@ def run_async(coroutine: Any) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-async def _delete_topics(bootstrap_servers: str, topics: list[str]) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.delete_topics(topics)
-    except Exception:  # noqa: BLE001 - cleanup only
-        pass
-    finally:
-        await admin.close()
-
-
-def new_topology(*, bootstrap_servers: str, database_url: str, run_id: str, partitions: int = 4) -> Topology:
-    suffix = "gw" + uuid.uuid4().hex[:8]
-    return Topology(
-        bootstrap_servers=bootstrap_servers,
-        database_url=database_url,
-        requests_topic=f"test.{run_id}.{suffix}.requests",
-        results_topic=f"test.{run_id}.{suffix}.results",
-        dlq_topic=f"test.{run_id}.{suffix}.dlq",
-        consumer_group=f"test.{run_id}.{suffix}.processor",
-        partitions=partitions,
-    )
+def new_topology(*, kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, partitions: int = 4) -> Topology:
+    prefix = f"test.{run_id}.gw{uuid.uuid4().hex[:8]}"
+    return run_async(open_topology(kafka=kafka, roles=roles, database_url=database_url, prefix=prefix, partitions=partitions))
 
 
 def delete_topology(topology: Topology) -> None:
-    run_async(_delete_topics(topology.bootstrap_servers, [topology.requests_topic, topology.results_topic, topology.dlq_topic]))
+    run_async(close_topology(topology))
 
 
 class Api:
@@ -167,10 +153,10 @@ class GatewayStack:
 
 
 @pytest.fixture(scope="module")
-def gateway_stack(bootstrap_servers: str, database_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+def gateway_stack(kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
     """One processor and one gateway on their own topics, shared by a test module."""
     log_dir = tmp_path_factory.mktemp("gateway")
-    topology = new_topology(bootstrap_servers=bootstrap_servers, database_url=database_url, run_id=run_id)
+    topology = new_topology(kafka=kafka, roles=roles, database_url=database_url, run_id=run_id)
     processor = ProcessorProcess(topology=topology, log_dir=log_dir, name="gw").wait_started()
     gateway = GatewayProcess(topology=topology, log_dir=log_dir, extra_env={"CLOUDWALLET_API_KEY_CACHE_SECONDS": "0"})
     try:

@@ -2,7 +2,7 @@
 
 aiokafka's producer encodes header keys as UTF-8 text, so this process uses its pure-Python
 record builder (AIOKAFKA_NO_EXTENSIONS=1, set by the caller) with a key object that encodes
-to raw bytes. Usage: python produce_with_raw_header_key.py BOOTSTRAP TOPIC PARTITION VALUE_FILE
+to raw bytes. Usage: python produce_with_raw_header_key.py TOPIC PARTITION VALUE_FILE (the Kafka login from the environment)
 (VALUE_FILE: one JSON request per line); prints the offsets, one per line.
 """
 
@@ -13,14 +13,16 @@ import sys
 
 from aiokafka import AIOKafkaProducer
 
+from processor.settings import KafkaSettings, load
+
 
 class RawHeaderKey(str):
     def encode(self, *args: object, **kwargs: object) -> bytes:  # type: ignore[override]
         return b"\xff\xfe"
 
 
-async def main(bootstrap: str, topic: str, partition: int, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20)
+async def main(topic: str, partition: int, values: list[bytes]) -> None:
+    producer = AIOKafkaProducer(**load(KafkaSettings).kafka.options(), linger_ms=20)
     await producer.start()
     try:
         futures = [
@@ -34,6 +36,6 @@ async def main(bootstrap: str, topic: str, partition: int, values: list[bytes]) 
 
 
 if __name__ == "__main__":
-    bootstrap, topic, partition, path = sys.argv[1:5]
+    topic, partition, path = sys.argv[1:4]
     with open(path, "rb") as lines:
-        asyncio.run(main(bootstrap, topic, int(partition), [line.rstrip(b"\n") for line in lines if line.strip()]))
+        asyncio.run(main(topic, int(partition), [line.rstrip(b"\n") for line in lines if line.strip()]))

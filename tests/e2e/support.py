@@ -19,7 +19,7 @@ async def collect_results(*, topology, count: int | None = None, references: set
 
     from processor.client import read_result
 
-    consumer = AIOKafkaConsumer(topology.results_topic, bootstrap_servers=topology.bootstrap_servers, group_id=None, auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(topology.results_topic, **topology.kafka.options(), group_id=None, auto_offset_reset="earliest")
     await consumer.start()
     found: list = []
     try:
@@ -119,7 +119,7 @@ async def submit_all(client: WalletClient, requests: list[dict]) -> list:
 
 
 async def produce_raw(topology, records: list[tuple[bytes | None, bytes, int | None]], **producer_options) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=topology.bootstrap_servers, **producer_options)
+    producer = AIOKafkaProducer(**topology.client_kafka.options(), **producer_options)
     await producer.start()
     try:
         for key, value, partition in records:

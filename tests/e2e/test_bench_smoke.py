@@ -24,7 +24,7 @@ def test_small_benchmark_is_correct(services, run_id: str, tmp_path: Path) -> No
     database = f"cw_bench_smoke_{run_id}"
     output = tmp_path / "latest.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDWALLET_", "BENCH_"))}
-    env.update({"KAFKA_BOOTSTRAP_SERVERS": services.bootstrap_servers, "DATABASE_URL": services.admin_database_url})
+    env.update({**services.kafka.environment(), "DATABASE_URL": services.admin_database_url})
     argv = [
         sys.executable, "-m", "bench", "--quiet",
         "--wallets", "200", "--transactions", "2000", "--hot-transactions", "1000", "--mixed-transactions", "1000",

@@ -29,7 +29,7 @@ def transfer(project: str, reference: str, amount: str = "1", *, source: str = "
 async def read_topic(*, topology, topic: str, until, timeout: float = 30.0) -> list:
     """Records of `topic` from the beginning until `until(records)` holds (or the timeout)."""
     consumer = AIOKafkaConsumer(
-        topic, bootstrap_servers=topology.bootstrap_servers, group_id=None, auto_offset_reset="earliest", max_partition_fetch_bytes=8_000_000
+        topic, **topology.kafka.options(), group_id=None, auto_offset_reset="earliest", max_partition_fetch_bytes=8_000_000
     )
     await consumer.start()
     found: list = []
@@ -56,7 +56,7 @@ async def produce_at(topology, records: list[tuple[bytes | None, bytes | None, l
     """Send (key, value, headers) records to one partition; return their (partition, offset)."""
     from aiokafka import AIOKafkaProducer
 
-    producer = AIOKafkaProducer(bootstrap_servers=topology.bootstrap_servers, max_request_size=3_000_000)
+    producer = AIOKafkaProducer(**topology.client_kafka.options(), max_request_size=3_000_000)
     await producer.start()
     try:
         futures = [await producer.send(topology.requests_topic, key=key, value=value, headers=headers, partition=partition) for key, value, headers in records]
@@ -194,7 +194,7 @@ async def test_a_kafka_offset_ahead_of_postgresql_is_not_followed(processors, cl
     first.stop()
     # While no processor runs: requests arrive, and someone commits the group past them.
     sources = await produce_at(topology, [(b"k", json.dumps(transfer(project, f"skipped-{i}")).encode(), []) for i in range(3)], partition=0)
-    intruder = AIOKafkaConsumer(bootstrap_servers=topology.bootstrap_servers, group_id=topology.consumer_group, enable_auto_commit=False)
+    intruder = AIOKafkaConsumer(**topology.kafka.options(), group_id=topology.consumer_group, enable_auto_commit=False)
     await intruder.start()
     try:
         tp = TopicPartition(topology.requests_topic, 0)
@@ -273,8 +273,8 @@ async def test_a_header_key_that_is_not_utf8_neither_stalls_nor_loses_the_partit
     values.write_text("\n".join(json.dumps(transfer(project, f"raw-key-{i}")) for i in range(3)) + "\n")
     script = Path(__file__).with_name("produce_with_raw_header_key.py")
     done = subprocess.run(
-        [sys.executable, str(script), topology.bootstrap_servers, topology.requests_topic, "0", str(values)],
-        env={**os.environ, "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60,
+        [sys.executable, str(script), topology.requests_topic, "0", str(values)],
+        env={**os.environ, **topology.client_kafka.environment(), "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
     sources = [(0, int(offset)) for offset in done.stdout.split()]

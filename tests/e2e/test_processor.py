@@ -205,7 +205,7 @@ async def test_poison_messages_go_to_the_dlq_or_fail_and_never_block_the_partiti
     assert "binary floats" in results["float"].error.message
     assert results["after-poison"].status.value == "Completed"
 
-    consumer = AIOKafkaConsumer(topology.dlq_topic, bootstrap_servers=topology.bootstrap_servers, group_id=None, auto_offset_reset="earliest", max_partition_fetch_bytes=4_000_000)
+    consumer = AIOKafkaConsumer(topology.dlq_topic, **topology.kafka.options(), group_id=None, auto_offset_reset="earliest", max_partition_fetch_bytes=4_000_000)
     await consumer.start()
     dead: list = []
     try:
@@ -357,6 +357,7 @@ async def test_without_kafka_offsets_a_partition_resumes_from_postgresql(process
             {"fresh": fresh_group, "group": topology.consumer_group},
         ).rowcount
     assert copied >= 1
+    await topology.allow_processor_group(fresh_group)
     resumed = processors("resumed", extra_env={"CLOUDWALLET_CONSUMER_GROUP": fresh_group})
     last = await client.submit({"type": "transaction.run", "project_id": project, "reference_id": "after-resume", "operations": [
         {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "1"}]})
@@ -376,7 +377,7 @@ async def test_without_kafka_offsets_a_partition_resumes_from_postgresql(process
 async def test_a_database_outage_pauses_processing_and_loses_nothing(processors, client, topology, db):
     """PostgreSQL goes away mid-stream (every connection dropped, new ones refused) and comes
     back: the processor waits, then carries on; every request is answered and applied once."""
-    url = sa.engine.make_url(topology.database_url)
+    url = sa.engine.make_url(topology.roles.database_url["processor"])
     proxy = await TcpProxy(target_host=url.host, target_port=url.port).start()
     proxied_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     try:

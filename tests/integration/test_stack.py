@@ -23,9 +23,9 @@ async def _drain(consumer: AIOKafkaConsumer, *, expected: int, timeout: float = 
     return records
 
 
-async def test_keyed_messages_keep_order_per_key_and_consumer_resumes_from_committed_offsets(new_topic, bootstrap_servers):
+async def test_keyed_messages_keep_order_per_key_and_consumer_resumes_from_committed_offsets(new_topic, kafka):
     topic = await new_topic("keyed", partitions=3)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**kafka.options(), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for sequence in range(60):
@@ -37,7 +37,7 @@ async def test_keyed_messages_keep_order_per_key_and_consumer_resumes_from_commi
     def consumer() -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
             topic,
-            bootstrap_servers=bootstrap_servers,
+            **kafka.options(),
             group_id=f"{topic}.group",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -84,9 +84,9 @@ async def test_keyed_messages_keep_order_per_key_and_consumer_resumes_from_commi
         await second.stop()
 
 
-async def test_transactional_producer_commits_and_aborts(new_topic, bootstrap_servers):
+async def test_transactional_producer_commits_and_aborts(new_topic, kafka):
     topic = await new_topic("transactional", partitions=2)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap_servers, transactional_id=f"{topic}.tx")
+    producer = AIOKafkaProducer(**kafka.options(), transactional_id=f"{topic}.tx")
     await producer.start()
     try:
         async with producer.transaction():
@@ -102,7 +102,7 @@ async def test_transactional_producer_commits_and_aborts(new_topic, bootstrap_se
 
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap_servers,
+        **kafka.options(),
         group_id=f"{topic}.group",
         auto_offset_reset="earliest",
         isolation_level="read_committed",

@@ -4,7 +4,12 @@ import pytest
 
 from processor.settings import ProcessorSettings, SettingsError, load
 
-GOOD = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092", "DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/db"}
+GOOD = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:19092",
+    "DATABASE_URL": "postgresql://u:p@127.0.0.1:5432/db",
+    "CLOUDWALLET_KAFKA_USERNAME": "processor",
+    "CLOUDWALLET_KAFKA_PASSWORD": "s3cret-of-the-processor",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -35,6 +40,11 @@ def test_defaults_and_url_normalisation(clean_env):
         ({"CLOUDWALLET_REQUESTS_TOPIC": "bad topic!"}, "CLOUDWALLET_REQUESTS_TOPIC"),
         ({"CLOUDWALLET_RESULTS_TOPIC": "wallet.requests"}, "three different topics"),
         ({"CLOUDWALLET_REQUESTS_PARTITIONS": "many"}, "CLOUDWALLET_REQUESTS_PARTITIONS"),
+        ({"CLOUDWALLET_KAFKA_SECURITY_PROTOCOL": "TLS"}, "CLOUDWALLET_KAFKA_SECURITY_PROTOCOL"),
+        ({"CLOUDWALLET_KAFKA_SASL_MECHANISM": "GSSAPI"}, "CLOUDWALLET_KAFKA_SASL_MECHANISM"),
+        ({"CLOUDWALLET_KAFKA_USERNAME": ""}, "CLOUDWALLET_KAFKA_USERNAME"),
+        ({"CLOUDWALLET_KAFKA_PASSWORD": ""}, "CLOUDWALLET_KAFKA_PASSWORD_FILE"),
+        ({"CLOUDWALLET_KAFKA_CA_FILE": "/nonexistent/ca.pem"}, "CLOUDWALLET_KAFKA_CA_FILE"),
     ],
 )
 def test_bad_settings_name_the_variable(clean_env, env, named):
@@ -45,3 +55,36 @@ def test_bad_settings_name_the_variable(clean_env, env, named):
     with pytest.raises(SettingsError) as error:
         load(ProcessorSettings)
     assert named in str(error.value)
+
+
+def test_kafka_is_sasl_over_tls_by_default_and_the_password_is_never_shown(clean_env):
+    for name, value in GOOD.items():
+        clean_env.setenv(name, value)
+    settings = load(ProcessorSettings)
+    options = settings.kafka.options()
+    assert (options["security_protocol"], options["sasl_mechanism"], options["sasl_plain_username"]) == ("SASL_SSL", "SCRAM-SHA-512", "processor")
+    assert options["ssl_context"].check_hostname  # the broker's certificate and name are verified
+    assert options["sasl_plain_password"] == "s3cret-of-the-processor"
+    for shown in (repr(settings), str(settings), repr(settings.kafka), str(settings.model_dump())):
+        assert "s3cret" not in shown
+
+
+def test_the_password_can_come_from_a_file(clean_env, tmp_path):
+    secret = tmp_path / "kafka.password"
+    secret.write_text("from-a-file\n")
+    for name, value in GOOD.items():
+        clean_env.setenv(name, value)
+    clean_env.delenv("CLOUDWALLET_KAFKA_PASSWORD")
+    clean_env.setenv("CLOUDWALLET_KAFKA_PASSWORD_FILE", str(secret))
+    assert load(ProcessorSettings).kafka.options()["sasl_plain_password"] == "from-a-file"
+    clean_env.setenv("CLOUDWALLET_KAFKA_PASSWORD_FILE", str(tmp_path / "missing"))
+    with pytest.raises(SettingsError, match="CLOUDWALLET_KAFKA_PASSWORD_FILE"):
+        load(ProcessorSettings)
+
+
+def test_a_plain_broker_needs_no_login(clean_env):
+    clean_env.setenv("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    clean_env.setenv("DATABASE_URL", GOOD["DATABASE_URL"])
+    clean_env.setenv("CLOUDWALLET_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
+    options = load(ProcessorSettings).kafka.options()
+    assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
