@@ -1,8 +1,9 @@
 """The FastAPI app: every Cloud Wallet endpoint; reads from PostgreSQL, writes through Kafka.
 
 Order of checks on every request: the API key (401), the key's reach (403, the same answer
-whether or not the thing asked for exists), the input (422 naming the field), then existence
-(404). A write becomes one contract request (schemas.requests), is published keyed by
+whether or not the thing asked for exists), both before the request is read (access.py); then
+the body's size (413, body_limit.py) and type (415), the input (422 naming the field), then
+existence (404). A write becomes one contract request (schemas.requests), is published keyed by
 `partition_key` and waits up to `result_wait_seconds` for its result: Completed -> 200/201 with
 the result, Failed -> 4xx with the result (its `error` has code, message, operation_index),
 no result in time -> 202 with a Location to poll. See docs/gateway.md.
@@ -21,23 +22,23 @@ from urllib.parse import quote
 
 import sqlalchemy as sa
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request, Security
+from fastapi import APIRouter, Body, Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from fastapi.security import APIKeyHeader
 from pydantic import ValidationError
 
 from processor.client import ResultTimeout, WalletClient
+from processor.gateway.access import GatewayRoute, Member, Operator, Staff, WalletReader
+from processor.gateway.body_limit import BodyLimit
 from processor.gateway.errors import (
     STATUS_BY_CODE,
     ErrorBody,
+    GatewayCode,
     GatewayError,
-    error_response,
     field_errors,
     forbidden,
     install_handlers,
     invalid,
     not_found,
-    unauthorized,
     validation_error,
 )
 from processor.gateway.keys import KeyKind, KeyStore, Principal
@@ -109,8 +110,6 @@ IdempotencyKey = Annotated[
     ),
 ]
 
-api_key_header = APIKeyHeader(name="X-Api-Key", auto_error=False, description="an API key: operator, project or customer")
-
 
 def _printable(field: str, value: str) -> str:
     if not value.isprintable() or value.isspace():
@@ -131,43 +130,9 @@ def _period(start: datetime | None, end: datetime | None) -> Period:
 
 
 # --- access --------------------------------------------------------------------------------
+# A route's `principal: Caller | Staff | Operator | Member | WalletReader` declares its reach;
+# GatewayRoute (access.py) checks it before anything of the request is read or validated.
 
-
-def authenticate(request: Request, api_key: Annotated[str | None, Security(api_key_header)] = None) -> Principal:
-    if not api_key:
-        raise unauthorized("an API key is required in the X-Api-Key header")
-    principal = request.app.state.keys.lookup(api_key)
-    if principal is None:
-        raise unauthorized("unknown or revoked API key")
-    return principal
-
-
-Caller = Annotated[Principal, Depends(authenticate)]
-
-
-async def operator(principal: Caller) -> Principal:
-    if principal.kind is not KeyKind.operator:
-        raise forbidden()
-    return principal
-
-
-async def project_member(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803 - the seed's name
-    """Operator keys, and project keys of this project."""
-    if principal.kind is KeyKind.customer or not principal.may_access_project(projectId):
-        raise forbidden()
-    return principal
-
-
-async def wallet_reader(projectId: ProjectIdPath, principal: Caller) -> Principal:  # noqa: N803
-    """As project_member, and customer keys of this project (the route checks the owner)."""
-    if not principal.may_access_project(projectId):
-        raise forbidden()
-    return principal
-
-
-Operator = Annotated[Principal, Depends(operator)]
-Member = Annotated[Principal, Depends(project_member)]
-WalletReader = Annotated[Principal, Depends(wallet_reader)]
 
 
 async def reads(request: Request) -> Reads:
@@ -270,7 +235,7 @@ async def write(
         log.warning("publishing %s failed: %s", model.type, error or type(error).__name__)
         raise GatewayError(
             503,
-            "ServiceUnavailable",
+            GatewayCode.ServiceUnavailable,
             f"Kafka is unavailable; retry with the same reference ID ({model.reference_id})",
             headers={"Retry-After": "1"},
         ) from None
@@ -300,7 +265,8 @@ _WRITE = {
     503: {"model": ErrorBody, "description": "Kafka unavailable: retry with the same reference ID"},
 }
 
-router = APIRouter()
+# Every route checks key and reach first (access.GatewayRoute).
+router = APIRouter(route_class=GatewayRoute)
 
 
 @router.get("/health", include_in_schema=False)
@@ -343,11 +309,9 @@ async def rename_project(
 
 @router.get("/projects", response_model=Page[ProjectView], responses=_READ, tags=["Projects"], operation_id="listProjects")
 def list_projects(
-    principal: Caller, db: Annotated[Reads, Depends(reads)], page: PageQuery = 1, page_size: PageSizeQuery = DEFAULT_PAGE_SIZE
+    principal: Staff, db: Annotated[Reads, Depends(reads)], page: PageQuery = 1, page_size: PageSizeQuery = DEFAULT_PAGE_SIZE
 ) -> Page:
     """Projects in project_id order: every project for an operator key, its own for a project key."""
-    if principal.kind is KeyKind.customer:
-        raise forbidden()
     only = None if principal.kind is KeyKind.operator else principal.project_id
     return db.list_projects(_paging(page, page_size), only=only)
 
@@ -357,13 +321,13 @@ def get_project(projectId: ProjectIdPath, principal: Member, db: Annotated[Reads
     """A project with all its assets."""
     project = db.get_project(projectId)
     if project is None:
-        raise not_found("ProjectNotFound", f"no project {projectId!r}")
+        raise not_found(GatewayCode.ProjectNotFound, f"no project {projectId!r}")
     return project
 
 
 def _require_project(db: Reads, project_id: str) -> None:
     if not db.project_exists(project_id):
-        raise not_found("ProjectNotFound", f"no project {project_id!r}")
+        raise not_found(GatewayCode.ProjectNotFound, f"no project {project_id!r}")
 
 
 # Wallets -----------------------------------------------------------------------------------
@@ -438,12 +402,14 @@ def get_wallet(
 def _readable_wallet(db: Reads, principal: Principal, project_id: str, wallet_id: str) -> WalletView:
     wallet = db.get_wallet(project_id, wallet_id)
     if principal.kind is KeyKind.customer:
+        # GatewayRoute refused any other wallet already (403 before 422); checked again on the
+        # wallet about to be answered, so that no change to the access layer can leak one.
         if wallet is None or wallet.customer_id != principal.customer_id:
             raise forbidden()
         return wallet
     if wallet is None:
         _require_project(db, project_id)
-        raise not_found("WalletNotFound", f"no wallet {wallet_id!r} in project {project_id!r}")
+        raise not_found(GatewayCode.WalletNotFound, f"no wallet {wallet_id!r} in project {project_id!r}")
     return wallet
 
 
@@ -528,14 +494,14 @@ def list_customer_wallets(
     page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
 ) -> Page:
     """A customer's wallets (also the Closed ones a deleted customer left), in wallet_id order."""
-    if principal.kind is KeyKind.customer and customerId != principal.customer_id:
+    if principal.kind is KeyKind.customer and customerId != principal.customer_id:  # as GatewayRoute checked first
         raise forbidden()
     _printable("path.customerId", customerId)
     found = db.list_wallets(projectId, customer_id=customerId, paging=_paging(page, page_size))
     if not found.items and page == 1:
         _require_project(db, projectId)
         if db.get_customer(projectId, customerId) is None:
-            raise not_found("CustomerNotFound", f"no customer {customerId!r} in project {projectId!r}")
+            raise not_found(GatewayCode.CustomerNotFound, f"no customer {customerId!r} in project {projectId!r}")
     return found
 
 
@@ -644,7 +610,7 @@ def get_asset(
     asset = db.get_asset(projectId, assetId)
     if asset is None:
         _require_project(db, projectId)
-        raise not_found("AssetNotFound", f"no asset {assetId!r} in project {projectId!r}")
+        raise not_found(GatewayCode.AssetNotFound, f"no asset {assetId!r} in project {projectId!r}")
     return asset
 
 
@@ -744,7 +710,7 @@ def get_transaction(
     transaction = db.get_transaction(projectId, txId)
     if transaction is None:
         _require_project(db, projectId)
-        raise not_found("TransactionNotFound", f"no transaction {txId!r} in project {projectId!r}")
+        raise not_found(GatewayCode.TransactionNotFound, f"no transaction {txId!r} in project {projectId!r}")
     return transaction
 
 
@@ -895,7 +861,7 @@ def get_customer(
     customer = db.get_customer(projectId, customerId)
     if customer is None:
         _require_project(db, projectId)
-        raise not_found("CustomerNotFound", f"no customer {customerId!r} in project {projectId!r}")
+        raise not_found(GatewayCode.CustomerNotFound, f"no customer {customerId!r} in project {projectId!r}")
     return customer
 
 
@@ -943,7 +909,7 @@ def get_request_result(
     result = db.get_result(projectId, referenceId)
     if result is None:
         _require_project(db, projectId)
-        raise not_found("RequestNotFound", f"no result for reference {referenceId!r} in project {projectId!r} (yet)")
+        raise not_found(GatewayCode.RequestNotFound, f"no result for reference {referenceId!r} in project {projectId!r} (yet)")
     return JSONResponse(result_body(result))
 
 
@@ -962,16 +928,14 @@ def create_app(settings: GatewaySettings, *, client: WalletClient | None = None)
         app.state.keys = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
         own_client = client is None
         wallet_client = client or WalletClient(
-            bootstrap_servers=settings.bootstrap_servers,
+            kafka=settings.kafka,
             requests_topic=settings.requests_topic,
             results_topic=settings.results_topic,
         )
         try:
             if own_client:
-                if settings.create_topics:
-                    from processor.stream.topics import ensure_topics
-
-                    await ensure_topics(settings=settings)
+                # The processor creates the topics; the gateway's principal may only write
+                # requests and read results (processor/stream/acls.py).
                 await wallet_client.start()
             app.state.client = wallet_client
             log.info("gateway ready: requests to %s, results from %s", settings.requests_topic, settings.results_topic)
@@ -992,12 +956,8 @@ def create_app(settings: GatewaySettings, *, client: WalletClient | None = None)
     )
     install_handlers(app)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > settings.max_body_bytes):
-            return error_response(GatewayError(413, "PayloadTooLarge", f"request bodies are limited to {settings.max_body_bytes} bytes"))
-        return await call_next(request)
+    # Every body, with a Content-Length or chunked: counted as it is read, 413 past the limit.
+    app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
 
     app.include_router(router)
     return app

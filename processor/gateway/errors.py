@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Mapping, Sequence
+from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,6 +48,31 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
 assert set(STATUS_BY_CODE) == set(ErrorCode), "every error code has an HTTP status"
 
 
+class GatewayCode(StrEnum):
+    """Every code of an error the gateway answers itself (an `ErrorBody`).
+
+    A `GatewayError` takes nothing else, so this is the whole list; docs/gateway.md lists each
+    one (tests/unit/test_gateway_http.py fails when it does not). A processor's Failed result
+    carries a schemas.errors.ErrorCode instead (STATUS_BY_CODE above).
+    """
+
+    Unauthorized = "Unauthorized"  # 401: no key, or not an active one
+    Forbidden = "Forbidden"  # 403: the key does not reach this
+    NotFound = "NotFound"  # 404: no such route
+    MethodNotAllowed = "MethodNotAllowed"  # 405
+    PayloadTooLarge = "PayloadTooLarge"  # 413: a body over max_body_bytes
+    UnsupportedMediaType = "UnsupportedMediaType"  # 415: a body that is not application/json
+    ValidationError = ErrorCode.ValidationError.value  # 422: bad input, bodies that are not JSON included
+    ProjectNotFound = ErrorCode.ProjectNotFound.value  # 404 on reads
+    AssetNotFound = ErrorCode.AssetNotFound.value
+    CustomerNotFound = ErrorCode.CustomerNotFound.value
+    WalletNotFound = ErrorCode.WalletNotFound.value
+    TransactionNotFound = "TransactionNotFound"
+    RequestNotFound = "RequestNotFound"
+    ServiceUnavailable = "ServiceUnavailable"  # 503 with Retry-After: PostgreSQL or Kafka unreachable
+    InternalError = ErrorCode.InternalError.value  # 500: a bug, never bad input
+
+
 class FieldError(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -57,7 +83,7 @@ class FieldError(BaseModel):
 class HttpError(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    code: str  # an ErrorCode, or one of the gateway's own: Unauthorized, Forbidden, NotFound, ...
+    code: str  # a GatewayCode (a processor's Result carries an ErrorCode at the same place)
     message: str
     operation_index: int | None = None
     fields: list[FieldError] = []
@@ -73,7 +99,7 @@ class GatewayError(Exception):
     def __init__(
         self,
         status_code: int,
-        code: str,
+        code: GatewayCode,
         message: str,
         *,
         fields: Sequence[FieldError] = (),
@@ -82,27 +108,49 @@ class GatewayError(Exception):
     ) -> None:
         super().__init__(message)
         self.status_code = status_code
+        # GatewayCode(...) refuses a code outside the documented list, even one passed as a string.
+        self.code = GatewayCode(code)
         self.body = ErrorBody(
-            error=HttpError(code=code, message=message, operation_index=operation_index, fields=list(fields))
+            error=HttpError(code=self.code.value, message=message, operation_index=operation_index, fields=list(fields))
         )
         self.headers = dict(headers or {})
 
 
 def unauthorized(message: str) -> GatewayError:
-    return GatewayError(401, "Unauthorized", message, headers={"WWW-Authenticate": 'ApiKey header="X-Api-Key"'})
+    return GatewayError(401, GatewayCode.Unauthorized, message, headers={"WWW-Authenticate": 'ApiKey header="X-Api-Key"'})
 
 
 def forbidden() -> GatewayError:
     # One message for every refusal: it never tells whether the thing asked for exists.
-    return GatewayError(403, "Forbidden", "this API key does not give access to this resource")
+    return GatewayError(403, GatewayCode.Forbidden, "this API key does not give access to this resource")
 
 
-def not_found(code: str, message: str) -> GatewayError:
+def not_found(code: GatewayCode, message: str) -> GatewayError:
     return GatewayError(404, code, message)
 
 
 def invalid(field: str, reason: str) -> GatewayError:
-    return GatewayError(422, ErrorCode.ValidationError.value, f"{field}: {reason}", fields=[FieldError(field=field, reason=reason)])
+    return GatewayError(422, GatewayCode.ValidationError, f"{field}: {reason}", fields=[FieldError(field=field, reason=reason)])
+
+
+def too_large_message(limit: int) -> str:
+    return f"request bodies are limited to {limit} bytes"
+
+
+def payload_too_large(*, limit: int) -> GatewayError:
+    return GatewayError(413, GatewayCode.PayloadTooLarge, too_large_message(limit))
+
+
+def unreadable_body(cause: BaseException | None) -> GatewayError:
+    """A body FastAPI could not turn into JSON for a reason other than a syntax error (those come
+    as RequestValidationError `json_invalid`): the same 422 ValidationError on field `body`."""
+    if isinstance(cause, UnicodeError):
+        reason = "the body is not valid JSON (not UTF-8 text)"
+    elif isinstance(cause, RecursionError):
+        reason = "the body is nested too deeply to be read as JSON"
+    else:  # e.g. an integer of more digits than Python converts (ValueError)
+        reason = "the body holds a value that cannot be read as JSON"
+    return invalid("body", reason)
 
 
 _UNION_TAGS = frozenset({"Issue", "Redeem", "Transfer"})
@@ -145,11 +193,34 @@ def validation_error(fields: list[FieldError]) -> GatewayError:
     summary = "; ".join(f"{f.field}: {f.reason}" for f in fields[:5])
     if len(fields) > 5:
         summary += f"; and {len(fields) - 5} more"
-    return GatewayError(422, ErrorCode.ValidationError.value, summary or "invalid request", fields=fields, operation_index=operation_index)
+    return GatewayError(422, GatewayCode.ValidationError, summary or "invalid request", fields=fields, operation_index=operation_index)
 
 
 def error_response(error: GatewayError) -> JSONResponse:
     return JSONResponse(error.body.model_dump(mode="json"), status_code=error.status_code, headers=error.headers or None)
+
+
+# Errors the framework raises as HTTPException (routing; the body limit, see body_limit.py).
+_FRAMEWORK_ERRORS: dict[int, tuple[GatewayCode, str | None]] = {
+    404: (GatewayCode.NotFound, "no such endpoint"),
+    405: (GatewayCode.MethodNotAllowed, "method not allowed on this endpoint"),
+    413: (GatewayCode.PayloadTooLarge, None),  # None: the exception's own detail
+}
+
+
+def framework_error(error: StarletteHTTPException) -> GatewayError:
+    """A framework HTTPException as the gateway's error, always with a GatewayCode."""
+    if error.status_code == 400:
+        # FastAPI's body reader: a body json.loads refused with something other than a syntax
+        # error (invalid UTF-8, nesting deeper than the recursion limit, a 5000-digit number).
+        return unreadable_body(error.__cause__)
+    known = _FRAMEWORK_ERRORS.get(error.status_code)
+    if known is None:
+        # Not one the gateway knows it can meet: a bug to fix, answered with a documented code.
+        log.error("unexpected HTTP error %s: %s", error.status_code, error.detail)
+        return GatewayError(500, GatewayCode.InternalError, "an unexpected error")
+    code, message = known
+    return GatewayError(error.status_code, code, message or str(error.detail), headers=getattr(error, "headers", None))
 
 
 def install_handlers(app: FastAPI) -> None:
@@ -163,33 +234,38 @@ def install_handlers(app: FastAPI) -> None:
         body_sent = request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers
         if body_sent and "json" not in content_type.lower() and request.method in ("POST", "PUT", "PATCH", "DELETE"):
             return error_response(
-                GatewayError(415, "UnsupportedMediaType", f"request bodies must be JSON (Content-Type: application/json), not {content_type!r}")
+                GatewayError(
+                    415,
+                    GatewayCode.UnsupportedMediaType,
+                    f"request bodies must be JSON (Content-Type: application/json), not {content_type!r}",
+                )
             )
         return error_response(validation_error(field_errors(error.errors())))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, error: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "NotFound", 405: "MethodNotAllowed", 413: "PayloadTooLarge"}
-        code = codes.get(error.status_code, "HttpError")
-        message = {404: "no such endpoint", 405: "method not allowed on this endpoint"}.get(error.status_code, str(error.detail))
-        return error_response(GatewayError(error.status_code, code, message, headers=getattr(error, "headers", None)))
+        return error_response(framework_error(error))
 
     @app.exception_handler(sa.exc.DBAPIError)
     async def _database_error(request: Request, error: sa.exc.DBAPIError) -> JSONResponse:
         if isinstance(error, sa.exc.DataError):
             # A value PostgreSQL cannot take (the checks before should have caught it).
-            return error_response(GatewayError(422, ErrorCode.ValidationError.value, "a parameter has a value the database refuses"))
+            return error_response(GatewayError(422, GatewayCode.ValidationError, "a parameter has a value the database refuses"))
         if isinstance(error, (sa.exc.OperationalError, sa.exc.InterfaceError)):
             log.warning("database unavailable: %s", error)
-            return error_response(GatewayError(503, "ServiceUnavailable", "the database is unavailable; try again", headers={"Retry-After": "1"}))
+            return error_response(
+                GatewayError(503, GatewayCode.ServiceUnavailable, "the database is unavailable; try again", headers={"Retry-After": "1"})
+            )
         log.exception("database error on %s %s", request.method, request.url.path)
-        return error_response(GatewayError(500, "InternalError", "an unexpected database error"))
+        return error_response(GatewayError(500, GatewayCode.InternalError, "an unexpected database error"))
 
     @app.exception_handler(sa.exc.TimeoutError)
     async def _pool_timeout(request: Request, error: sa.exc.TimeoutError) -> JSONResponse:
-        return error_response(GatewayError(503, "ServiceUnavailable", "the database is busy; try again", headers={"Retry-After": "1"}))
+        return error_response(
+            GatewayError(503, GatewayCode.ServiceUnavailable, "the database is busy; try again", headers={"Retry-After": "1"})
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, error: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return error_response(GatewayError(500, "InternalError", "an unexpected error"))
+        return error_response(GatewayError(500, GatewayCode.InternalError, "an unexpected error"))

@@ -9,7 +9,14 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.settings import ProcessorSettings
 
-DLQ_OVERHEAD_BYTES = 256 * 1024  # a dead letter's key, headers and batch framing, at most
+DLQ_OVERHEAD_BYTES = 256 * 1024
+TOPIC_ALREADY_EXISTS = 36  # Kafka's error code: another instance created it first
+
+
+class TopicsNotCreated(RuntimeError):
+    """The broker refused to create a topic (most often: no CREATE ACL)."""
+
+  # a dead letter's key, headers and batch framing, at most
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +47,15 @@ async def ensure_topics(*, settings: ProcessorSettings) -> None:
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
             try:
-                await admin.create_topics(missing)
+                response = await admin.create_topics(missing)
             except TopicAlreadyExistsError:
-                pass  # another instance created it first
+                return  # another instance created it first
+            refused = [(name, code, message) for name, code, message, *_ in response.topic_errors if code not in (0, TOPIC_ALREADY_EXISTS)]
+            if refused:
+                raise TopicsNotCreated(
+                    "the broker refused to create " + "; ".join(f"{name} (error {code}: {message})" for name, code, message in refused)
+                    + ": create them as the operator, or grant this principal CREATE on them (cloudwallet kafka-acls)"
+                )
             log.info("created topics %s", [t.name for t in missing])
     finally:
         await admin.close()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from datetime import datetime, timedelta
+from pathlib import Path
 from urllib.parse import quote
 
 import httpx
@@ -621,6 +623,76 @@ def test_access_rules(stack: GatewayStack) -> None:
     # The OpenAPI document names the key scheme.
     schemes = anonymous.get("/openapi.json").json()["components"]["securitySchemes"]
     assert [(s["type"], s["in"], s["name"]) for s in schemes.values()] == [("apiKey", "header", "X-Api-Key")]
+
+
+def test_key_and_reach_are_checked_before_the_input(stack: GatewayStack) -> None:
+    # 401, then 403, then 422, whatever is wrong with the input (docs/gateway.md, order of checks).
+    operator = stack.api()
+    project = unique("ord")
+    setup_project(operator, project)
+    operator.ok("POST", f"/projects/{project}/customers", json={"customer_id": "gina"})
+    operator.ok("POST", f"/projects/{project}/wallets", json={"customer_id": "gina", "asset_id": "usd", "wallet_id": "gina-w"}, expect=201)
+    customer = stack.api(stack.key("customer", project=project, customer="gina"))
+    stranger = stack.api(stack.key("project", project=unique("elsewhere")))
+    anonymous = Api(stack.base_url, None)
+
+    # A malformed wallet ID: no customer owns one, so a customer key gets 403; an operator 422.
+    bad_wallet = f"/projects/{project}/wallets/{quote('bad!')}"
+    for path in (bad_wallet, bad_wallet + "/entries?page_size=0"):
+        assert anonymous.get(path).status_code == 401, path
+        assert customer.get(path).status_code == 403, path
+        assert stranger.get(path).status_code == 403, path
+        response = operator.get(path)
+        assert response.status_code == 422 and "path.walletId" in fields_of(response), (path, response.text)
+    # Its own wallet and customer ID: the input is checked (422); anything else: 403 first.
+    assert customer.get(f"/projects/{project}/wallets/gina-w/entries", params={"page_size": 0}).status_code == 422
+    assert customer.get(f"/projects/{project}/customers/gina/wallets", params={"page_size": 0}).status_code == 422
+    assert customer.get(f"/projects/{project}/customers/other/wallets", params={"page_size": 0}).status_code == 403
+    assert customer.get("/projects", params={"page_size": 0}).status_code == 403
+
+    # A body that is not JSON: 401 or 403 before the body is read.
+    path = f"/projects/{project}/transactions"
+    not_json = {"content": "{not json", "headers": {"content-type": "application/json"}}
+    assert anonymous.post(path, **not_json).status_code == 401
+    assert customer.post(path, **not_json).status_code == 403
+    assert stranger.post(path, **not_json).status_code == 403
+    assert stranger.post("/projects", **not_json).status_code == 403
+    refused = operator.post(path, **not_json)
+    assert refused.status_code == 422 and error_code(refused) == "ValidationError" and fields_of(refused) == ["body"]
+    not_utf8 = operator.post(path, content=b'{"reference_id": "\xff"}', headers={"content-type": "application/json"})
+    assert not_utf8.status_code == 422 and error_code(not_utf8) == "ValidationError" and fields_of(not_utf8) == ["body"]
+
+
+def _memory_kib(pid: int, name: str) -> int:
+    """VmRSS or VmHWM (the peak) of a Linux process, in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(f"{name}:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no {name} in /proc/{pid}/status")
+
+
+def test_chunked_bodies_over_the_limit_are_refused_while_they_are_read(stack: GatewayStack) -> None:
+    api = stack.api()
+    project = unique("big")
+    setup_project(api, project)
+    pid = stack.gateway.process.pid
+    rss_before, peak_before = _memory_kib(pid, "VmRSS"), _memory_kib(pid, "VmHWM")
+
+    for mib in (4, 48):
+
+        def chunks(mib: int = mib) -> Iterator[bytes]:
+            piece = b" " * 65536
+            for _ in range(mib * 16):
+                yield piece
+
+        response = api.post(f"/projects/{project}/transactions", content=chunks(), headers={"content-type": "application/json"})
+        assert "content-length" not in response.request.headers
+        assert response.status_code == 413 and error_code(response) == "PayloadTooLarge", (mib, response.text)
+    # Nothing was buffered past the limit (1 MiB by default) nor parsed: reading the 48 MiB whole
+    # had raised the peak by about 90 MiB. (A peak the gateway reached before is no failure.)
+    assert _memory_kib(pid, "VmHWM") <= max(peak_before, rss_before + 32 * 1024)
+    declared = api.post(f"/projects/{project}/transactions", content=b" " * (2 * 1_048_576), headers={"content-type": "application/json"})
+    assert declared.status_code == 413 and error_code(declared) == "PayloadTooLarge"
 
 
 def test_gateway_key_cli(stack: GatewayStack) -> None:
