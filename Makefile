@@ -6,7 +6,8 @@ STACK  := $(PYTHON) deploy/local/stack.py
 # The operator's settings (Kafka user admin, the database owner): the local stack's, unless
 # KAFKA_BOOTSTRAP_SERVERS / DATABASE_URL / CLOUDWALLET_KAFKA_* are set. The demo, the benchmark
 # and the fuzzer create topics and databases and read the DLQ, so they run as the operator.
-WITH_ENV = eval "$$($(STACK) env --as admin)" &&
+# The processor they start logs in as itself (CLOUDWALLET_PROCESSOR_ENV_FILE).
+WITH_ENV = eval "$$($(STACK) env --as admin)" && export CLOUDWALLET_PROCESSOR_ENV_FILE=$$($(STACK) env-file --as processor) &&
 
 .PHONY: install up down status test unit demo bench fuzz schemas clean
 

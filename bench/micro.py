@@ -15,6 +15,7 @@ import time
 
 import sqlalchemy as sa
 
+from processor.processor_login import processor_database_url
 from bench import system, workloads
 from processor.service import process_batch
 from processor.stream.decode import SourceRecord
@@ -37,7 +38,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--session-sql", default="", help="SQL run on every new database connection (e.g. SET plan_cache_mode = force_custom_plan)")
     p.add_argument("--analyze", action="store_true", help="ANALYZE after the set-up (fresh statistics before the timed batches)")
     args = p.parse_args(argv)
-    url = system.fresh_database(os.environ["DATABASE_URL"], args.database)
+    # The processor's role writes (the owner is held to row-level security, migration 0005).
+    url = processor_database_url(system.fresh_database(os.environ["DATABASE_URL"], args.database))
     engine = sa.create_engine(url)
     if args.session_sql:
         @sa.event.listens_for(engine, "connect")

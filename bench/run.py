@@ -24,7 +24,8 @@ import sqlalchemy as sa
 from bench import database, system, workloads
 from bench.measure import Run, fixed_rate, throughput
 from processor.kafka_connection import KafkaConnection
-from processor.settings import KafkaSettings, SettingsError, load
+from processor.processor_login import grant_topics, processor_database_url, processor_environment
+from processor.settings import KafkaSettings, ProcessorSettings, SettingsError, load
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request")
@@ -207,7 +208,6 @@ def main(argv: list[str] | None = None) -> int:
     if kafka is None or not admin_url:
         say('bench: KAFKA_BOOTSTRAP_SERVERS (and the Kafka login) and DATABASE_URL must be set (make bench does it; or eval "$(python3 deploy/local/stack.py env --as admin)")')
         return 2
-    bootstrap = kafka.bootstrap_servers
     run_id = uuid.uuid4().hex[:8]
     prefix = f"bench.{run_id}"
     topics = system.Topics(requests=f"{prefix}.requests", results=f"{prefix}.results", dlq=f"{prefix}.dlq", partitions=args.partitions)
@@ -238,19 +238,19 @@ def main(argv: list[str] | None = None) -> int:
             database_url = system.fresh_database(admin_url, args.database)
             output["machine"]["postgresql"] = system.server_versions(database_url)
             asyncio.run(system.create_topics(kafka, topics))
-            env = {k: v for k, v in os.environ.items() if not k.startswith("CLOUDWALLET_FAILPOINT")}
-            env.update(
-                {
-                    "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
-                    "DATABASE_URL": database_url,
-                    "CLOUDWALLET_REQUESTS_TOPIC": topics.requests,
-                    "CLOUDWALLET_RESULTS_TOPIC": topics.results,
-                    "CLOUDWALLET_DLQ_TOPIC": topics.dlq,
-                    "CLOUDWALLET_CONSUMER_GROUP": f"{prefix}.processor",
-                    "CLOUDWALLET_REQUESTS_PARTITIONS": str(args.partitions),
-                    "CLOUDWALLET_RESULTS_PARTITIONS": str(args.partitions),
-                }
+            processor_settings = load(
+                ProcessorSettings,
+                database_url=database_url,
+                requests_topic=topics.requests,
+                results_topic=topics.results,
+                dlq_topic=topics.dlq,
+                consumer_group=f"{prefix}.processor",
+                requests_partitions=args.partitions,
+                results_partitions=args.partitions,
             )
+            assert isinstance(processor_settings, ProcessorSettings)
+            asyncio.run(grant_topics(operator=kafka, settings=processor_settings))
+            env = processor_environment(processor_settings)  # logged in as the processor
             for index in range(args.processors):
                 profile = args.profile if index == 0 else None
                 processors.append(system.start_processor(env=env, log_path=args.log_dir / f"processor-{run_id}-{index}.log", profile=profile))
@@ -363,7 +363,8 @@ def main(argv: list[str] | None = None) -> int:
 
         if selected & {"raw_postgresql", "per_request"}:
             say(f"bench: fresh database {raw_database} for the PostgreSQL-only runs")
-            raw_url = system.fresh_database(admin_url, raw_database)
+            # Written as the processor writes: its role (the owner is held to row-level security).
+            raw_url = processor_database_url(system.fresh_database(admin_url, raw_database))
 
             def show(label: str, total: int) -> Any:
                 t0 = time.monotonic()

@@ -4,7 +4,6 @@ one start in its log (a processor that crashed and was restarted would not pass 
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,6 +11,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from processor.processor_login import processor_environment
 from processor.settings import ProcessorSettings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -44,20 +44,12 @@ class Watched:
         return [line for line in self.log().splitlines() if " ERROR " in line or "Traceback" in line or line.startswith("ERROR")]
 
 
-def processor_env(settings: ProcessorSettings) -> dict[str, str]:
-    """The environment of a processor using `settings` (other CLOUDWALLET_* settings pass through,
-    e.g. CLOUDWALLET_BATCH_MAX_RECORDS; a failpoint never does)."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDWALLET_FAILPOINT")}
-    env.update(settings.environment())
-    return env
-
-
 def start_processor(*, settings: ProcessorSettings, log_path: Path, migrate: bool, timeout: float = 90) -> Watched:
     """`python -m processor.cli run` as a child; returns once its log says it started."""
     argv = [sys.executable, "-m", "processor.cli", "run", *([] if migrate else ["--no-migrate"])]
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=processor_env(settings), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=ROOT, env=processor_environment(settings), stdout=log, stderr=subprocess.STDOUT)
     watched = Watched.of(process, log_path)
     deadline = time.monotonic() + timeout
     while watched.starts() == 0:

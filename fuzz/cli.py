@@ -21,6 +21,8 @@ from fuzz.report import render
 from fuzz.run import FuzzOptions, run_fuzz, say
 from fuzz.values import FRAGMENTS
 from processor.settings import ProcessorSettings
+from processor.processor_login import grant_topics
+from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +100,9 @@ def headline(found: dict[str, Any], *, output: Path) -> dict[str, Any]:
 
 def run_with_processor(*, args: argparse.Namespace, settings: ProcessorSettings, suffix: str, log_path: Path) -> dict[str, Any] | None:
     """Start the processor, run, stop it; None when the run itself could not go on."""
-    processor = start_processor(settings=settings, log_path=log_path, migrate=not args.no_migrate)
+    if not args.no_migrate:  # as the operator (the owner): the processor's role may not
+        upgrade_to_head(database_url=settings.database_url)
+    processor = start_processor(settings=settings, log_path=log_path, migrate=False)
     try:
         return asyncio.run(run_fuzz(settings=settings, options=options_for(args), processor=processor, suffix=suffix))
     except Exception as error:  # e.g. the set-up got no answer: say why, with the processor's view
@@ -114,6 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     settings = settings_for(args, suffix=suffix)
     log_path = args.log_dir / f"processor-{suffix}.log"
     asyncio.run(ensure_topics(settings=settings))
+    asyncio.run(grant_topics(operator=settings.kafka, settings=settings))
     try:
         say(f"fuzz: starting the processor (log {log_path})", enabled=not args.quiet)
         found = run_with_processor(args=args, settings=settings, suffix=suffix, log_path=log_path)

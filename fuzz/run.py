@@ -31,6 +31,7 @@ from fuzz.values import FRAGMENTS, Budget
 from fuzz.world import World
 from processor.client import WalletClient
 from processor.settings import ProcessorSettings
+from processor.stream.acls import reply_prefix
 from processor.storage.audit import audit_ledger
 
 
@@ -124,7 +125,7 @@ async def run_fuzz(*, settings: ProcessorSettings, options: FuzzOptions, process
     `suffix` names the run's project and reply topic (default: a fresh one)."""
     suffix = suffix or uuid.uuid4().hex[:8]
     world = World.named(suffix=suffix)
-    replies = f"fuzz.{suffix}.replies"
+    replies = f"{reply_prefix(settings.results_topic)}fuzz"  # a reply topic the processor may write
     kafka = settings.kafka
     await topics.create_topic(kafka=kafka, name=replies, partitions=1)
     try:

@@ -166,8 +166,10 @@ def main(argv: list[str] | None = None) -> int:
 
     register_ingest(commands)
     from processor.gateway.cli import add_commands as register_gateway
+    from processor.gateway.cli import add_signing_commands
 
     register_gateway(commands)
+    add_signing_commands(commands)
     args = parser.parse_args(argv)
     logs.configure()
     return args.func(args)

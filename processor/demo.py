@@ -17,7 +17,10 @@ from pathlib import Path
 from typing import Any
 
 from processor.client import WalletClient
+from processor.processor_login import grant_topics, processor_environment
 from processor.settings import ProcessorSettings, SettingsError, load
+from processor.storage.migrate import upgrade_to_head
+from processor.stream.topics import ensure_topics
 from schemas.results import Result
 
 
@@ -92,9 +95,16 @@ def main() -> int:
         return 2
     assert isinstance(settings, ProcessorSettings)
     log_path = Path(os.environ.get("CLOUDWALLET_DEMO_LOG", "demo-processor.log"))
+    # As the operator: migrate, create the topics, grant the processor's principal its ACLs; the
+    # processor itself runs with its own login (CLOUDWALLET_PROCESSOR_ENV_FILE, set by make demo).
+    upgrade_to_head(database_url=settings.database_url)
+    asyncio.run(ensure_topics(settings=settings))
+    asyncio.run(grant_topics(operator=settings.kafka, settings=settings))
     print(f"starting the processor (cloudwallet run; log: {log_path})")
     with log_path.open("w") as log:
-        processor = subprocess.Popen([sys.executable, "-m", "processor.cli", "run"], stdout=log, stderr=subprocess.STDOUT)
+        processor = subprocess.Popen(
+            [sys.executable, "-m", "processor.cli", "run", "--no-migrate"], env=processor_environment(settings), stdout=log, stderr=subprocess.STDOUT
+        )
     try:
         deadline = time.monotonic() + 60
         while "started" not in log_path.read_text() and time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processor.kafka_connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
+from processor.signing import SigningError, SigningKey, Verifier, read_master
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -89,7 +90,45 @@ class KafkaSettings(BaseSettings):
             raise ValueError(str(error)) from None
 
 
-class ProcessorSettings(DatabaseSettings, KafkaSettings):
+class SigningSettings(BaseSettings):
+    """Signed requests (processor/signing.py): what the processor checks, and a client's key."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore", populate_by_name=True)
+
+    require_signatures: bool = Field(default=True, description="refuse (Unauthorized) every request that is not signed")
+    signing_master_key_file: Path | None = Field(default=None, description="the master signing secret (processor, gateway, operator tools)")
+    signing_key: SecretStr | None = Field(default=None, description="a client's signing key token (cws_...); prefer CLOUDWALLET_SIGNING_KEY_FILE")
+    signing_key_file: Path | None = Field(default=None, description="a file holding a client's signing key token")
+
+    @model_validator(mode="after")
+    def _signing_key_readable(self) -> "SigningSettings":
+        self.client_signing_key  # a bad token stops the process at start-up
+        return self
+
+    @cached_property
+    def client_signing_key(self) -> SigningKey | None:
+        """The key this process signs its requests with (None: it sends them unsigned)."""
+        token = self.signing_key
+        if token is None and self.signing_key_file is not None:
+            token = read_secret_file(self.signing_key_file, setting="CLOUDWALLET_SIGNING_KEY_FILE")
+        if token is None:
+            return None
+        try:
+            return SigningKey.from_token(token.get_secret_value())
+        except SigningError as error:
+            raise ValueError(f"CLOUDWALLET_SIGNING_KEY: {error}") from None
+
+    def master_secret(self) -> bytes:
+        if self.signing_master_key_file is None:
+            raise SigningError("CLOUDWALLET_SIGNING_MASTER_KEY_FILE is not set: it names the master signing secret's file")
+        return read_master(self.signing_master_key_file)
+
+    def verifier(self) -> Verifier:
+        master = self.master_secret() if self.signing_master_key_file is not None or self.require_signatures else None
+        return Verifier(master=master, required=self.require_signatures)
+
+
+class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
     requests_topic: str = "wallet.requests"
     results_topic: str = "wallet.results"
     dlq_topic: str = "wallet.requests.dlq"
@@ -121,6 +160,8 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings):
             "CLOUDWALLET_REQUESTS_PARTITIONS": str(self.requests_partitions),
             "CLOUDWALLET_RESULTS_PARTITIONS": str(self.results_partitions),
             "CLOUDWALLET_MAX_REQUEST_BYTES": str(self.max_request_bytes),
+            "CLOUDWALLET_REQUIRE_SIGNATURES": str(self.require_signatures).lower(),
+            **({"CLOUDWALLET_SIGNING_MASTER_KEY_FILE": str(self.signing_master_key_file)} if self.signing_master_key_file else {}),
         }
 
     @model_validator(mode="after")

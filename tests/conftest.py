@@ -45,6 +45,7 @@ class Services:
     source: str
     kafka_version: str
     enforces_acls: bool  # True on the local stack: every role has only the ACLs it is granted
+    processor_env_file: str | None = None  # CLOUDWALLET_PROCESSOR_ENV_FILE for the tools (bench, fuzz)
     cleanups: list = field(default_factory=list)
 
 
@@ -99,6 +100,7 @@ def _from_local_stack() -> Services:
         source="deploy/local stack (SASL_SSL, ACLs, scram-sha-256)",
         kafka_version=kafka_version or "unknown",
         enforces_acls=True,
+        processor_env_file=_stack("env-file", "--as", "processor").strip(),
     )
 
 
@@ -214,6 +216,12 @@ def roles(services: Services, database_url: str) -> Roles:
     name = make_url(database_url).database
     urls = {role: make_url(url).set(database=name).render_as_string(hide_password=False) for role, url in services.role_database_urls.items()}
     return Roles(kafka=services.role_kafka, database_url=urls, enforces_acls=services.enforces_acls)
+
+
+@pytest.fixture(scope="session")
+def processor_database_url(roles: Roles) -> str:
+    """This run's database as the processor's role connects to it (non-owner, BYPASSRLS)."""
+    return roles.database_url["processor"]
 
 
 @pytest_asyncio.fixture(loop_scope="session")

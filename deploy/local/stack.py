@@ -3,6 +3,7 @@
 
     python3 deploy/local/stack.py up | down | status      [kafka | postgres]
     python3 deploy/local/stack.py env [--as admin|processor|gateway|client]
+    python3 deploy/local/stack.py env-file [--as ROLE]   (the same, in a private file; prints its path)
 
 * Kafka's jars come from Maven Central through Maven into a cache outside the repository and run
   on the machine's Java 17.
@@ -676,7 +677,9 @@ def _psql(settings: Settings, bindir: Path, sql: str, *, trust_socket: bool = Fa
 # and the two non-owner roles the migrations grant to (processor/storage/migrations, 0005).
 DB_ROLES = {
     DB_USER: "LOGIN CREATEDB NOSUPERUSER NOCREATEROLE",
-    "cloudwallet_processor": "LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE",
+    # BYPASSRLS: it applies batches across projects and writes history with COPY, which
+    # PostgreSQL refuses under row-level security (the gateway's wall, migration 0005).
+    "cloudwallet_processor": "LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE BYPASSRLS",
     "cloudwallet_gateway": "LOGIN NOCREATEDB NOSUPERUSER NOCREATEROLE",
 }
 
@@ -753,7 +756,7 @@ def pg_version_running(settings: Settings) -> str | None:
 
 
 # The database role each Kafka role connects as (a client needs no database).
-DATABASE_ROLES = {"admin": DB_USER, "processor": DB_USER, "gateway": DB_USER, "client": None}
+DATABASE_ROLES = {"admin": DB_USER, "processor": "cloudwallet_processor", "gateway": "cloudwallet_gateway", "client": None}
 
 
 def role_env(settings: Settings, role: str) -> dict[str, str]:
@@ -797,13 +800,25 @@ def status(settings: Settings) -> dict[str, object]:
     }
 
 
-def env_command(args: list[str]) -> int:
+def write_env_file(settings: Settings, *, role: str) -> Path:
+    """`env --as ROLE` in a file only the owner reads (for CLOUDWALLET_PROCESSOR_ENV_FILE)."""
+    path = private_dir(settings.secrets_dir) / f"{role}.env"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.writelines(f"export {name}={shlex.quote(value)}\n" for name, value in role_env(settings, role).items())
+    return path
+
+
+def env_command(args: list[str], *, to_file: bool = False) -> int:
     role = args[1] if len(args) == 2 and args[0] == "--as" else "client" if not args else None
     if role not in DATABASE_ROLES:
-        print(f"[stack] error: usage: stack.py env [--as {'|'.join(DATABASE_ROLES)}]", file=sys.stderr)
+        print(f"[stack] error: usage: stack.py env|env-file [--as {'|'.join(DATABASE_ROLES)}]", file=sys.stderr)
         return 2
     try:
-        print_env(load_settings(), role=role)
+        if to_file:
+            print(write_env_file(load_settings(), role=role))
+        else:
+            print_env(load_settings(), role=role)
     except StackError as error:
         print(f"[stack] error: {error}", file=sys.stderr)
         return 1
@@ -812,8 +827,8 @@ def env_command(args: list[str]) -> int:
 
 def main(argv: list[str]) -> int:
     command = argv[1] if len(argv) > 1 else "status"
-    if command == "env":
-        return env_command(argv[2:])
+    if command in ("env", "env-file"):
+        return env_command(argv[2:], to_file=command == "env-file")
     only = argv[2] if len(argv) > 2 else None
     if only not in (None, "kafka", "postgres"):
         print(f"[stack] error: unknown service {only!r}: use kafka or postgres", file=sys.stderr)

@@ -118,6 +118,73 @@ def key_revoke(args: argparse.Namespace) -> int:
     return 0
 
 
+def signing_create(args: argparse.Namespace) -> int:
+    from processor.settings import SigningSettings
+    from processor.signing import SigningError
+    from processor.signing_keys import create_signing_key
+
+    if bool(args.project) == bool(args.operator):
+        print("cloudwallet signing-key create: give --project P (a key for one project) or --operator (any project)", file=sys.stderr)
+        return 2
+    settings = _load(SigningSettings)
+    engine = _engine()
+    try:
+        key = create_signing_key(engine, master=settings.master_secret(), project_id=args.project, label=args.label)
+    except SigningError as error:
+        print(f"cloudwallet signing-key create: {error}", file=sys.stderr)
+        return 2
+    finally:
+        engine.dispose()
+    print(f"created signing key {key.key_id} ({'project ' + repr(args.project) if args.project else 'operator: any project'}); shown only this once:", file=sys.stderr)
+    print(key.token())
+    return 0
+
+
+def signing_list(args: argparse.Namespace) -> int:
+    from processor.signing_keys import list_signing_keys
+
+    engine = _engine()
+    try:
+        rows = list_signing_keys(engine, project_id=args.project)
+    finally:
+        engine.dispose()
+    for row in rows:
+        state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
+        print(f"{row.key_id}	project={row.project_id or '*'}	{state}	created {row.created_at.isoformat()}	{row.label or ''}")
+    return 0
+
+
+def signing_revoke(args: argparse.Namespace) -> int:
+    from processor.signing_keys import revoke_signing_key
+
+    engine = _engine()
+    try:
+        revoked = revoke_signing_key(engine, args.key_id)
+    finally:
+        engine.dispose()
+    if not revoked:
+        print(f"cloudwallet signing-key revoke: no active signing key {args.key_id!r}", file=sys.stderr)
+        return 1
+    print(f"revoked signing key {args.key_id}: requests signed with it are refused from the processor's next batch", file=sys.stderr)
+    return 0
+
+
+def add_signing_commands(commands: Any) -> None:
+    p = commands.add_parser("signing-key", help="create, list or revoke request signing keys (the tenant wall)")
+    keys = p.add_subparsers(dest="signing_command", required=True)
+    c = keys.add_parser("create", help="create a key and print its token (only this once)")
+    c.add_argument("--project", help="the one project the key may act in")
+    c.add_argument("--operator", action="store_true", help="a key that may act in any project and create projects")
+    c.add_argument("--label", help="a note to recognise the key by")
+    c.set_defaults(func=signing_create)
+    c = keys.add_parser("list", help="list keys (never their secrets)")
+    c.add_argument("--project", help="only this project's keys")
+    c.set_defaults(func=signing_list)
+    c = keys.add_parser("revoke", help="revoke a key")
+    c.add_argument("key_id")
+    c.set_defaults(func=signing_revoke)
+
+
 def add_commands(commands: Any) -> None:
     """Register `gateway` and `gateway-key` on the `cloudwallet` subparsers."""
     p = commands.add_parser("gateway", help="serve the HTTP gateway (migrates the database first)")

@@ -9,7 +9,8 @@ in a stable order that an index serves.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -19,6 +20,7 @@ import sqlalchemy as sa
 from processor.gateway.models import Page, WalletEntryView
 from processor.storage import models as m
 from schemas.amounts import format_minor_units
+from schemas.requests import is_project_id
 from schemas.results import AssetView, CustomerView, EntryView, ErrorInfo, ProjectView, Result, TransactionView, WalletView
 
 
@@ -89,18 +91,32 @@ _WALLET_FROM = m.wallets.join(
 )
 
 
+ALL_PROJECTS = "*"  # the scope of an operator key's reads across projects
+
+
 class Reads:
+    """Every read runs in a transaction scoped to one project: row-level security (migration
+    0005) shows the gateway's role that project's rows and no other's, whatever a query asks."""
+
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+
+    @contextmanager
+    def connect(self, *, project_id: str) -> Iterator[sa.Connection]:
+        # Invariant: the scope is one valid project ID or all of them ('*' is no valid project ID).
+        assert project_id == ALL_PROJECTS or is_project_id(project_id), project_id
+        with self.engine.connect() as connection:
+            connection.execute(sa.select(sa.func.set_config("cloudwallet.project_id", project_id, True)))
+            yield connection
 
     # ----------------------------------------------------------------------------- projects
 
     def project_exists(self, project_id: str) -> bool:
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             return c.execute(sa.select(sa.literal(1)).where(m.projects.c.project_id == project_id)).first() is not None
 
     def get_project(self, project_id: str) -> ProjectView | None:
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             row = c.execute(sa.select(m.projects).where(m.projects.c.project_id == project_id)).first()
             if row is None:
                 return None
@@ -111,7 +127,7 @@ class Reads:
         query = sa.select(m.projects).order_by(m.projects.c.project_id).limit(paging.page_size + 1).offset(paging.offset)
         if only is not None:
             query = query.where(m.projects.c.project_id == only)
-        with self.engine.connect() as c:
+        with self.connect(project_id=ALL_PROJECTS if only is None else only) as c:
             rows = c.execute(query).all()
         return _page(rows, paging, lambda r: ProjectView(project_id=r.project_id, name=r.name, created_at=r.created_at, assets=None))
 
@@ -125,11 +141,11 @@ class Reads:
             .limit(paging.page_size + 1)
             .offset(paging.offset)
         )
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             return _page(c.execute(query).all(), paging, _asset)
 
     def get_asset(self, project_id: str, asset_id: str) -> AssetView | None:
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             row = c.execute(sa.select(m.assets).where(m.assets.c.project_id == project_id, m.assets.c.asset_id == asset_id)).first()
         return None if row is None else _asset(row)
 
@@ -143,11 +159,11 @@ class Reads:
             .limit(paging.page_size + 1)
             .offset(paging.offset)
         )
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             return _page(c.execute(query).all(), paging, _customer)
 
     def get_customer(self, project_id: str, customer_id: str) -> CustomerView | None:
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             row = c.execute(
                 sa.select(m.customers).where(m.customers.c.project_id == project_id, m.customers.c.customer_id == customer_id)
             ).first()
@@ -161,7 +177,7 @@ class Reads:
             .select_from(_WALLET_FROM)
             .where(m.wallets.c.project_id == project_id, m.wallets.c.wallet_id == wallet_id)
         )
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             row = c.execute(query).first()
         return None if row is None else _wallet(row)
 
@@ -176,7 +192,7 @@ class Reads:
             .limit(paging.page_size + 1)
             .offset(paging.offset)
         )
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             return _page(c.execute(query).all(), paging, _wallet)
 
     def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page:
@@ -188,7 +204,7 @@ class Reads:
             .limit(paging.page_size + 1)
             .offset(paging.offset)
         )
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             rows = c.execute(query).all()
 
         def convert(row: Any) -> WalletEntryView:
@@ -213,7 +229,7 @@ class Reads:
         if reference_id is not None:
             query = query.where(t.c.reference_id == reference_id)
         query = query.order_by(t.c.created_at, t.c.transaction_id).limit(paging.page_size + 1).offset(paging.offset)
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             rows = c.execute(query).all()
             shown = rows[: paging.page_size]
             entries = self._entries(c, project_id, [row.transaction_id for row in shown])
@@ -222,7 +238,7 @@ class Reads:
 
     def get_transaction(self, project_id: str, transaction_id: str) -> TransactionView | None:
         t = m.transactions
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             row = c.execute(sa.select(t).where(t.c.project_id == project_id, t.c.transaction_id == transaction_id)).first()
             if row is None:
                 return None
@@ -261,7 +277,7 @@ class Reads:
 
     def get_result(self, project_id: str, reference_id: str) -> Result | None:
         p = m.processed_requests
-        with self.engine.connect() as c:
+        with self.connect(project_id=project_id) as c:
             value = c.execute(sa.select(p.c.result).where(p.c.project_id == project_id, p.c.reference_id == reference_id)).scalar()
         return None if value is None else Result.model_validate(value)
 

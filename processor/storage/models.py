@@ -190,4 +190,18 @@ api_keys = sa.Table(
     ),
 )
 
+# Signing keys of requests: only the SHA-256 of each secret is stored (processor/signing.py).
+signing_keys = sa.Table(
+    "signing_keys",
+    metadata,
+    sa.Column("key_id", sa.Text, primary_key=True),
+    sa.Column("project_id", sa.Text),  # NULL: an operator key
+    sa.Column("secret_sha256", sa.LargeBinary, nullable=False),
+    sa.Column("label", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("revoked_at", sa.DateTime(timezone=True)),
+    sa.CheckConstraint("key_id ~ '^[0-9a-f]{16}$'", name="key_id_format"),
+    sa.Index("ix_signing_keys_project", "project_id", "key_id"),
+)
+
 # wallet_entries is append-only: migration 0001 installs triggers that refuse UPDATE, DELETE, TRUNCATE.

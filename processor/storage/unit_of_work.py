@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from processor.ledger.keys import StateKeys
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
+from processor.signing import KeyScope
 from processor.storage import models as m
 from schemas.requests import Operation
 from schemas.results import Result
@@ -473,6 +474,17 @@ class UnitOfWork:
             sa.tuple_(t.c.source_topic, t.c.source_partition, t.c.source_offset).in_(sources)
         )
         return {(row.source_topic, row.source_partition, row.source_offset): Result.model_validate(row.result) for row in self.connection.execute(query)}
+
+    def load_signing_keys(self, key_ids: Sequence[str]) -> dict[str, KeyScope]:
+        """The signing keys named by a batch (read in its transaction: a revocation counts at once)."""
+        if not key_ids:
+            return {}
+        t = m.signing_keys
+        rows = self.connection.execute(sa.select(t.c.key_id, t.c.project_id, t.c.revoked_at, t.c.secret_sha256).where(t.c.key_id.in_(key_ids)))
+        return {
+            row.key_id: KeyScope(key_id=row.key_id, project_id=row.project_id, revoked=row.revoked_at is not None, secret_sha256=bytes(row.secret_sha256))
+            for row in rows
+        }
 
     def store_record_answers(self, answers: Sequence[tuple[Source, Result]], *, now: datetime) -> None:
         if answers:

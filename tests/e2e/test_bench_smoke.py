@@ -25,6 +25,8 @@ def test_small_benchmark_is_correct(services, run_id: str, tmp_path: Path) -> No
     output = tmp_path / "latest.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDWALLET_", "BENCH_"))}
     env.update({**services.kafka.environment(), "DATABASE_URL": services.admin_database_url})
+    if services.processor_env_file:  # the bench runs as the operator, its processor as itself
+        env["CLOUDWALLET_PROCESSOR_ENV_FILE"] = services.processor_env_file
     argv = [
         sys.executable, "-m", "bench", "--quiet",
         "--wallets", "200", "--transactions", "2000", "--hot-transactions", "1000", "--mixed-transactions", "1000",

@@ -16,8 +16,8 @@ from processor.stream.decode import SourceRecord
 pytestmark = pytest.mark.integration
 
 
-def test_balances_beyond_float_precision_stay_exact(database_url: str) -> None:
-    engine = sa.create_engine(database_url)
+def test_balances_beyond_float_precision_stay_exact(processor_database_url: str) -> None:
+    engine = sa.create_engine(processor_database_url)
     project = f"big-{uuid.uuid4().hex[:10]}"
     # fractions 10**18: 10**19 + 1 minor units is 10.000000000000000001 units; a float cannot hold it.
     big = "10.000000000000000001"

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
-def engine(database_url: str):
-    created = sa.create_engine(database_url)
+def engine(processor_database_url: str):
+    created = sa.create_engine(processor_database_url)
     yield created
     created.dispose()
 

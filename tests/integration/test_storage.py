@@ -24,8 +24,8 @@ NOW = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
-def engine(database_url: str):
-    created = sa.create_engine(database_url, pool_size=8)
+def engine(processor_database_url: str):
+    created = sa.create_engine(processor_database_url, pool_size=8)
     yield created
     created.dispose()
 
@@ -92,10 +92,14 @@ def project(engine: sa.Engine) -> str:
         ("UPDATE assets SET fractions = 3 WHERE project_id = :p", "ck_assets_fractions_power_of_ten"),
     ],
 )
-def test_the_database_refuses_what_the_engine_must_never_produce(engine, project, statement, violation):
+def test_the_database_refuses_what_the_engine_must_never_produce(database_url, project, statement, violation):
+    """The constraints and the append-only trigger hold even for the owner (the processor's
+    role is refused most of these by its grants already: tests/integration/test_security.py)."""
+    owner = sa.create_engine(database_url)
     with pytest.raises(sa.exc.DBAPIError) as refused:
-        with engine.begin() as connection:
+        with owner.begin() as connection:
             connection.execute(sa.text(statement), {"p": project})
+    owner.dispose()
     assert violation in str(refused.value)
 
 
@@ -221,10 +225,11 @@ def test_the_same_reference_in_two_concurrent_batches_is_applied_once(engine, pr
     assert balance == 99700
 
 
-def test_a_record_the_database_refuses_fails_alone(engine, project):
+def test_a_record_the_database_refuses_fails_alone(engine, database_url, project):
     """A poison record (here: one a test-only CHECK refuses) fails with InternalError; the rest of
     its batch is applied and nothing blocks."""
-    with engine.begin() as connection:
+    owner = sa.create_engine(database_url)  # only the owner may alter a table
+    with owner.begin() as connection:
         connection.execute(sa.text("ALTER TABLE wallets ADD CONSTRAINT test_poison_name CHECK (name IS DISTINCT FROM 'poison')"))
     try:
         results = apply(
@@ -237,8 +242,9 @@ def test_a_record_the_database_refuses_fails_alone(engine, project):
             partition=30,
         )
     finally:
-        with engine.begin() as connection:
+        with owner.begin() as connection:
             connection.execute(sa.text("ALTER TABLE wallets DROP CONSTRAINT test_poison_name"))
+        owner.dispose()
     assert [r.error.code.value if r.error else "Completed" for r in results] == ["Completed", "InternalError", "Completed"]
     with engine.connect() as connection:
         wallets = set(connection.execute(sa.text("SELECT wallet_id FROM wallets WHERE project_id = :p"), {"p": project}).scalars())
