@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 from processor.ingest import Ingestor, Outgoing, result_status
 from processor.kafka_connection import KafkaConnection
+from processor.signing import SigningKey
 
 
 def percentile(values: array, q: float) -> float | None:
@@ -83,7 +84,7 @@ class Progress:
         sys.stderr.flush()
 
 
-async def _with_ingestor(*, kafka: KafkaConnection, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
+async def _with_ingestor(*, kafka: KafkaConnection, signing_key: SigningKey | None, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
     def on_result(tag: int, latency: float, value: bytes, duplicate: bool) -> None:
         now = time.monotonic()
         run.answered += 1
@@ -100,6 +101,7 @@ async def _with_ingestor(*, kafka: KafkaConnection, requests_topic: str, results
 
     ingestor = Ingestor(
         kafka=kafka,
+        signing_key=signing_key,
         requests_topic=requests_topic,
         results_topic=results_topic,
         on_result=on_result,
@@ -118,6 +120,7 @@ async def throughput(
     records: list[Outgoing],
     *,
     kafka: KafkaConnection,
+    signing_key: SigningKey | None,
     requests_topic: str,
     results_topic: str,
     window: int,
@@ -126,7 +129,7 @@ async def throughput(
 ) -> Run:
     """Publish every record as fast as the window allows; time first publish -> last result."""
     run = Run(name=name)
-    ingestor = await _with_ingestor(kafka=kafka, requests_topic=requests_topic, results_topic=results_topic, window=window, run=run)
+    ingestor = await _with_ingestor(kafka=kafka, signing_key=signing_key, requests_topic=requests_topic, results_topic=results_topic, window=window, run=run)
     bar = Progress(name, len(records), ingestor, enabled=progress)
     try:
         run.first_sent = time.monotonic()
@@ -153,6 +156,7 @@ async def fixed_rate(
     *,
     rate: float,
     kafka: KafkaConnection,
+    signing_key: SigningKey | None,
     requests_topic: str,
     results_topic: str,
     timeout: float = 60.0,
@@ -163,7 +167,7 @@ async def fixed_rate(
     run = Run(name=name)
     scheduled = array("d", [0.0]) * len(records)
     ingestor = await _with_ingestor(
-        kafka=kafka, requests_topic=requests_topic, results_topic=results_topic, window=len(records) + 1, run=run, scheduled=scheduled
+        kafka=kafka, signing_key=signing_key, requests_topic=requests_topic, results_topic=results_topic, window=len(records) + 1, run=run, scheduled=scheduled
     )
     bar = Progress(name, len(records), ingestor, enabled=progress)
     try:

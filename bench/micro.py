@@ -18,6 +18,9 @@ import sqlalchemy as sa
 from processor.processor_login import processor_database_url
 from bench import system, workloads
 from processor.service import process_batch
+from processor.signing import Verifier
+
+UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
 from processor.stream.decode import SourceRecord
 from processor.stream.outbox import result_message
 
@@ -51,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         for _, records in workloads.setup_phases(args.wallets):
             for start in range(0, len(records), args.batch):
                 chunk = records[start : start + args.batch]
-                process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20)
+                process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
                 offset += len(chunk)
         if args.analyze:
             with engine.begin() as c:
@@ -60,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = make(count=args.batch * (args.batches + 2), wallets=args.wallets, seed=11)
         batches = [plan.records[i : i + args.batch] for i in range(0, len(plan.records), args.batch)]
         for chunk in batches[:2]:  # warm-up
-            process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20)
+            process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
             offset += len(chunk)
         profiler = None
         if args.profile:
@@ -81,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.enable()
             p0 = backend_cpu()
             w0, c0 = time.perf_counter(), time.thread_time()
-            report = process_batch(engine=engine, records=records, consumer_group="micro", max_request_bytes=1 << 20)
+            report = process_batch(engine=engine, records=records, consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
             c1 = time.thread_time()
             messages = [result_message(reply, topic="results").message for reply in report.replies]
             w1, c2 = time.perf_counter(), time.thread_time()

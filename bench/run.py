@@ -26,6 +26,8 @@ from bench.measure import Run, fixed_rate, throughput
 from processor.kafka_connection import KafkaConnection
 from processor.processor_login import grant_topics, processor_database_url, processor_environment
 from processor.settings import KafkaSettings, ProcessorSettings, SettingsError, load
+from processor.signing import SigningKey
+from processor.signing_keys import tool_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKLOADS = ("uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request")
@@ -227,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     cpu = system.CpuMeter()
     processors: list[system.Child] = []
+    signing_key: SigningKey | None = None  # made with the processor workloads' database
     raw_database = f"{args.database}_raw"
     try:
         # ------------------------------------------------------------ the processor's workloads
@@ -250,6 +253,7 @@ def main(argv: list[str] | None = None) -> int:
             )
             assert isinstance(processor_settings, ProcessorSettings)
             asyncio.run(grant_topics(operator=kafka, settings=processor_settings))
+            signing_key = tool_signing_key(processor_settings, database_url=database_url, label="bench")
             env = processor_environment(processor_settings)  # logged in as the processor
             for index in range(args.processors):
                 profile = args.profile if index == 0 else None
@@ -265,7 +269,7 @@ def main(argv: list[str] | None = None) -> int:
                 before = cpu.snapshot()
                 run = asyncio.run(
                     throughput(
-                        name, records, kafka=kafka, requests_topic=topics.requests, results_topic=topics.results,
+                        name, records, kafka=kafka, signing_key=signing_key, requests_topic=topics.requests, results_topic=topics.results,
                         window=window or args.window, progress=progress,
                     )
                 )
@@ -311,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"bench: {name}: {rate:,.0f} tx/s offered for {seconds:g}s ({count:,} transactions)")
                 before = cpu.snapshot()
                 run = asyncio.run(
-                    fixed_rate(name, plan.records, rate=rate, kafka=kafka, requests_topic=topics.requests,
+                    fixed_rate(name, plan.records, rate=rate, kafka=kafka, signing_key=signing_key, requests_topic=topics.requests,
                                results_topic=topics.results, progress=progress)
                 )
                 figures = _run_figures(run, operations=count, transactions=count)
@@ -351,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 before = cpu.snapshot()
                 run = asyncio.run(
-                    throughput("raw_kafka", plan.records, kafka=kafka, requests_topic=raw_topics.requests, results_topic=raw_topics.results,
+                    throughput("raw_kafka", plan.records, kafka=kafka, signing_key=signing_key, requests_topic=raw_topics.requests, results_topic=raw_topics.results,
                                window=args.window, progress=progress)
                 )
                 figures = _run_figures(run, operations=count, transactions=count)

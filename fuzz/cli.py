@@ -20,8 +20,9 @@ from fuzz.records import CATEGORIES
 from fuzz.report import render
 from fuzz.run import FuzzOptions, run_fuzz, say
 from fuzz.values import FRAGMENTS
-from processor.settings import ProcessorSettings
 from processor.processor_login import grant_topics
+from processor.settings import ProcessorSettings
+from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics
 
@@ -104,7 +105,8 @@ def run_with_processor(*, args: argparse.Namespace, settings: ProcessorSettings,
         upgrade_to_head(database_url=settings.database_url)
     processor = start_processor(settings=settings, log_path=log_path, migrate=False)
     try:
-        return asyncio.run(run_fuzz(settings=settings, options=options_for(args), processor=processor, suffix=suffix))
+        signing_key = tool_signing_key(settings, database_url=settings.database_url, label="fuzz")
+        return asyncio.run(run_fuzz(settings=settings, options=options_for(args), processor=processor, signing_key=signing_key, suffix=suffix))
     except Exception as error:  # e.g. the set-up got no answer: say why, with the processor's view
         print(f"fuzz: the run failed: {type(error).__name__}: {error}\n--- processor log (last lines) ---\n" + "\n".join(processor.log().splitlines()[-30:]))
         return None

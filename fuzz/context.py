@@ -8,6 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from fuzz.values import Budget
+from processor.signing import SigningKey
 from fuzz.world import Request, World, key_of
 
 Header = tuple[str, bytes | None]
@@ -48,6 +49,7 @@ class Outgoing:
     key: bytes | None = None
     headers: tuple[Header, ...] = ()
     partition: int | None = None
+    unsigned: bool = False  # sent as it is: not signed with the run's key (forged_signature)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,6 +81,7 @@ class Context:
     fragment_names: tuple[str, ...] = ()  # the hostile values mutations use (fuzz/values.py)
     reply_topics_named: set[str] = field(default_factory=set)
     near_limit_sent: int = 0
+    signing_key: SigningKey | None = None  # signs what is sent (fuzz/sending.py)
 
     def any_request(self, n: int, *, prefix: str = "h") -> tuple[Request, bytes]:
         """A valid request of a random type aimed at the world, and its contract key."""

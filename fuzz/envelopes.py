@@ -4,6 +4,9 @@ and values. The value is a valid request (answerable) unless the category is abo
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+
 import dataclasses
 
 from fuzz.context import Context, Header, Outgoing, RawName, encode
@@ -145,3 +148,27 @@ def huge_key(ctx: Context, n: int) -> Outgoing:
     record = _answerable(ctx, n, category="huge_key", detail=f"key_{size}", headers=[], key=key)
     # aiokafka hashes keys in pure Python (~1 ms per 64 KB): pick the partition here instead.
     return dataclasses.replace(record, partition=rng.randrange(ctx.partitions))
+
+
+FORGED_SIGNATURES = ("unsigned", "unknown_key", "wrong_secret", "other_bytes", "key_id_only", "two_signatures")
+
+
+def forged_signature(ctx: Context, n: int) -> Outgoing:
+    """A valid request whose signature does not hold: the tenant wall must answer it
+    Unauthorized and apply nothing (or, signatures not required, apply the unsigned one)."""
+    request, contract_key = ctx.any_request(n, prefix="sig")
+    value = encode(request)
+    variant = ctx.rng.choice(FORGED_SIGNATURES)
+    key_id = (ctx.signing_key.key_id if ctx.signing_key else "0" * 16).encode()
+    forged = hmac.new(ctx.rng.randbytes(32), value, hashlib.sha256).hexdigest().encode()
+    honest = ctx.signing_key.headers(value) if ctx.signing_key else []
+    headers: list[Header] = {
+        "unsigned": [],
+        "unknown_key": [("signature_key_id", b"%016x" % ctx.rng.getrandbits(64)), ("signature", forged)],
+        "wrong_secret": [("signature_key_id", key_id), ("signature", forged)],
+        "other_bytes": [("signature_key_id", key_id), (ctx.signing_key.headers(value + b" ")[1] if ctx.signing_key else ("signature", forged))],
+        "key_id_only": [("signature_key_id", key_id)],
+        # A forged signature first: the processor reads the first of each header.
+        "two_signatures": [("signature_key_id", key_id), ("signature", forged), *honest],
+    }[variant]
+    return Outgoing(category="forged_signature", detail=variant, value=value, key=contract_key, headers=tuple(headers), unsigned=True)

@@ -31,7 +31,9 @@ class ProbeOutcome:
     seconds: float | None
 
 
-async def send_probes(*, producer: AIOKafkaProducer, topic: str, world: World, partitions: list[int], answers: Answers) -> list[Probe]:
+async def send_probes(
+    *, producer: AIOKafkaProducer, topic: str, world: World, partitions: list[int], answers: Answers, signing_key: SigningKey | None
+) -> list[Probe]:
     token = uuid.uuid4().hex[:6]
     probes = []
     for partition in partitions:
@@ -39,7 +41,9 @@ async def send_probes(*, producer: AIOKafkaProducer, topic: str, world: World, p
         result_key = f"{world.project}/{request['reference_id']}".encode()
         answers.watch(result_key)
         sent_at = time.monotonic()
-        metadata = await producer.send_and_wait(topic, value=encode(request), key=key_of(request), partition=partition)
+        value = encode(request)
+        headers = signing_key.headers(value) if signing_key is not None else None
+        metadata = await producer.send_and_wait(topic, value=value, key=key_of(request), partition=partition, headers=headers)
         probes.append(Probe(partition=partition, offset=metadata.offset, key=result_key, sent_at=sent_at))
     return probes
 

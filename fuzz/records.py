@@ -32,6 +32,7 @@ HOSTILE: dict[str, tuple[float, Generator]] = {
     "null_value": (3, envelopes.null_value),
     "empty_value": (2, envelopes.empty_value),
     "huge_key": (2, envelopes.huge_key),
+    "forged_signature": (4, envelopes.forged_signature),
 }
 # Valid categories (their total share is valid_share).
 VALID: dict[str, tuple[float, Generator]] = {

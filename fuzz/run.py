@@ -31,6 +31,7 @@ from fuzz.values import FRAGMENTS, Budget
 from fuzz.world import World
 from processor.client import WalletClient
 from processor.settings import ProcessorSettings
+from processor.signing import SigningKey
 from processor.stream.acls import reply_prefix
 from processor.storage.audit import audit_ledger
 
@@ -57,9 +58,9 @@ def say(text: str, *, enabled: bool = True) -> None:
         print(text, file=sys.stderr, flush=True)
 
 
-async def set_up_world(*, settings: ProcessorSettings, world: World) -> None:
+async def set_up_world(*, settings: ProcessorSettings, world: World, signing_key: SigningKey | None) -> None:
     """Apply the world's valid requests (project, asset, wallets, funding) and check each one."""
-    async with WalletClient(kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic) as client:
+    async with WalletClient(kafka=settings.kafka, signing_key=signing_key, requests_topic=settings.requests_topic, results_topic=settings.results_topic) as client:
         for stage in world.setup_stages():
             results = await asyncio.gather(*(client.submit(request, timeout=60) for request in stage))
             refused = [(r.reference_id, r.error) for r in results if r.status != "Completed"]
@@ -120,7 +121,9 @@ def context(*, settings: ProcessorSettings, options: FuzzOptions, world: World, 
     )
 
 
-async def run_fuzz(*, settings: ProcessorSettings, options: FuzzOptions, processor: Watched, suffix: str | None = None) -> dict[str, Any]:
+async def run_fuzz(
+    *, settings: ProcessorSettings, options: FuzzOptions, processor: Watched, signing_key: SigningKey | None, suffix: str | None = None
+) -> dict[str, Any]:
     """The whole run against a started processor; returns the summary (see fuzz/report.py).
     `suffix` names the run's project and reply topic (default: a fresh one)."""
     suffix = suffix or uuid.uuid4().hex[:8]
@@ -131,9 +134,10 @@ async def run_fuzz(*, settings: ProcessorSettings, options: FuzzOptions, process
     try:
         broker_max = await topics.max_message_bytes(kafka=kafka, topic=settings.requests_topic)
         say(f"fuzz: project {world.project}, {options.records:,} records, seed {options.seed}; setting up", enabled=options.progress)
-        await set_up_world(settings=settings, world=world)
+        await set_up_world(settings=settings, world=world, signing_key=signing_key)
         partitions = await topics.partition_count(kafka=kafka, topic=settings.requests_topic)
         ctx = context(settings=settings, options=options, world=world, replies=replies, suffix=suffix, broker_max=broker_max, partitions=partitions)
+        ctx.signing_key = signing_key
         found = await _send_and_account(settings=settings, options=options, ctx=ctx, broker_max=broker_max, processor=processor)
     finally:
         if not options.keep_topics:
@@ -163,7 +167,7 @@ async def _send_and_account(*, settings: ProcessorSettings, options: FuzzOptions
         waited = await wait_accounted(log=log, tailer=tailer, options=options)
         await _read_late_reply_topics(settings=settings, ctx=ctx, answers=answers)
         partitions = sorted(await producer.partitions_for(settings.requests_topic))
-        probes = await send_probes(producer=producer, topic=settings.requests_topic, world=ctx.world, partitions=partitions, answers=answers)
+        probes = await send_probes(producer=producer, topic=settings.requests_topic, world=ctx.world, partitions=partitions, answers=answers, signing_key=ctx.signing_key)
         probed = await await_probes(probes, answers=answers, timeout=options.probe_timeout)
     finally:
         await producer.stop()
@@ -183,7 +187,7 @@ async def _send(*, producer: AIOKafkaProducer, settings: ProcessorSettings, opti
             say(f"  sending: {len(log):,}/{options.records:,} sent, {answers.answered_records:,} answered so far", enabled=options.progress)
 
     records = generate(ctx, records=options.records, selected=options.categories, valid_share=options.valid_share)
-    stats = await send_all(producer, topic=settings.requests_topic, records=records, log=log, window=options.window, on_window=progress)
+    stats = await send_all(producer, topic=settings.requests_topic, records=records, log=log, window=options.window, signing_key=ctx.signing_key, on_window=progress)
     say(f"  sent {len(log):,} records in {stats.seconds:.1f}s ({sum(log.refused.values()):,} refused by the broker or client)", enabled=options.progress)
     return stats
 

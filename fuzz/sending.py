@@ -81,6 +81,7 @@ async def send_all(
     records: Iterable[Outgoing],
     log: SentLog,
     window: int,
+    signing_key: SigningKey | None = None,
     on_window: Callable[[], None] = lambda: None,
 ) -> SendStats:
     """Send every record, at most `window` in flight; log where each landed or why it did not."""
@@ -88,7 +89,7 @@ async def send_all(
     pending: list[tuple[Outgoing, asyncio.Future]] = []
     for record in records:
         try:
-            future = await _send_one(producer, topic=topic, record=record)
+            future = await _send_one(producer, topic=topic, record=record, signing_key=signing_key)
         except Exception as error:  # refused before it left (size, header types): not sent
             log.refuse(category=record.category, detail=record.detail, error=error)
             continue
@@ -105,20 +106,23 @@ async def send_all(
     return stats
 
 
-async def _send_one(producer: AIOKafkaProducer, *, topic: str, record: Outgoing) -> asyncio.Future:
+async def _send_one(producer: AIOKafkaProducer, *, topic: str, record: Outgoing, signing_key: SigningKey | None) -> asyncio.Future:
     """`producer.send`, except for what aiokafka's `send` cannot express but Kafka (and other
     clients) allow: neither key nor value, or a header name that is not UTF-8. Such a record goes
     as a batch of its own, built by aiokafka's pure-Python builder (it encodes header names with
-    `str.encode`, which RawName overrides; the C builder would not)."""
+    `str.encode`, which RawName overrides; the C builder would not). Every record with a value
+    is signed with `signing_key` after its own headers: the hostile envelope gets past the tenant
+    wall to the parts it tests (fuzz/signatures.py tests the wall itself)."""
+    headers = [*record.headers, *(signing_key.headers(record.value) if signing_key is not None and record.value is not None and not record.unsigned else ())]
     raw_names = any(isinstance(name, RawName) for name, _value in record.headers)
     if not raw_names and (record.key is not None or record.value is not None):
-        return await producer.send(topic, value=record.value, key=record.key, headers=list(record.headers), partition=record.partition)
+        return await producer.send(topic, value=record.value, key=record.key, headers=headers, partition=record.partition)
     assert record.partition is not None, "a record sent as its own batch names its partition"
     batch = producer.create_batch()
     batch._builder = _DefaultRecordBatchBuilderPy(  # private, on purpose: see the docstring
         magic=2, compression_type=0, is_transactional=0, producer_id=-1, producer_epoch=-1, base_sequence=0, batch_size=16_384
     )
-    batch.append(timestamp=None, key=record.key, value=record.value, headers=list(record.headers))
+    batch.append(timestamp=None, key=record.key, value=record.value, headers=headers)
     return await producer.send_batch(batch, topic, partition=record.partition)
 
 

@@ -22,13 +22,18 @@ def _settings() -> ProcessorSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from processor.signing import SigningError
     from processor.storage.migrate import upgrade_to_head
     from processor.stream.app import Processor
 
     settings = _settings()
     if not args.no_migrate:
         upgrade_to_head(database_url=settings.database_url)
-    processor = Processor(settings=settings)
+    try:
+        processor = Processor(settings=settings)
+    except SigningError as error:
+        print(f"cloudwallet run: {error}", file=sys.stderr)
+        return 2
     app = processor.app()
     logs.limit_repeats()
     asyncio.run(app.run())
@@ -48,7 +53,7 @@ def send(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         async with WalletClient(
-            kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+            kafka=settings.kafka, signing_key=settings.client_signing_key, requests_topic=settings.requests_topic, results_topic=settings.results_topic
         ) as client:
             result = await client.submit(request, timeout=args.timeout)
         print(result.model_dump_json(indent=2, exclude_none=True))

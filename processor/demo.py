@@ -19,6 +19,8 @@ from typing import Any
 from processor.client import WalletClient
 from processor.processor_login import grant_topics, processor_environment
 from processor.settings import ProcessorSettings, SettingsError, load
+from processor.signing import SigningKey
+from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics
 from schemas.results import Result
@@ -39,7 +41,7 @@ def _line(step: str, result: Result) -> str:
     return f"  {step:<52} {outcome}{balances}"
 
 
-async def traffic(settings: ProcessorSettings) -> int:
+async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> int:
     run = time.strftime("%H%M%S")
     project = f"demo-{run}"
     w1, w2, fees = f"W1-{run}", f"W2-{run}", f"fees-{run}"
@@ -75,7 +77,7 @@ async def traffic(settings: ProcessorSettings) -> int:
             {"type": "Redeem", "wallet_id": fees, "amount": "0.25"}]}),
     ]
     async with WalletClient(
-        kafka=settings.kafka, requests_topic=settings.requests_topic, results_topic=settings.results_topic
+        kafka=settings.kafka, signing_key=signing_key, requests_topic=settings.requests_topic, results_topic=settings.results_topic
     ) as client:
         print(f"\nSample traffic for project {project} (requests -> {settings.requests_topic}, results <- {settings.results_topic}):")
         for index, (step, body) in enumerate(steps):
@@ -112,7 +114,7 @@ def main() -> int:
                 print(f"the processor exited with code {processor.returncode}; see {log_path}", file=sys.stderr)
                 return 1
             time.sleep(0.2)
-        return asyncio.run(traffic(settings))
+        return asyncio.run(traffic(settings, signing_key=tool_signing_key(settings, database_url=settings.database_url, label="demo")))
     finally:
         processor.send_signal(signal.SIGTERM)
         try:

@@ -55,6 +55,7 @@ from typing import Any, TextIO
 
 from processor.client import header
 from processor.kafka_connection import KafkaConnection
+from processor.signing import SigningKey
 from schemas.results import DUPLICATE_HEADER, result_key
 
 __all__ = [
@@ -326,6 +327,7 @@ class Ingestor:
         linger_ms: int = 5,
         max_batch_size: int = 512 * 1024,
         client_id: str = "cloudwallet-ingest",
+        signing_key: SigningKey | None = None,
     ) -> None:
         from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
@@ -333,6 +335,7 @@ class Ingestor:
         self.results_topic = results_topic
         self.on_result = on_result
         self.on_lost = on_lost
+        self.signing_key = signing_key  # signs every request (processor/signing.py)
         self.window = window
         self.compression = _usable_compression(compression)
         self._producer = AIOKafkaProducer(
@@ -418,7 +421,8 @@ class Ingestor:
         self.in_flight += 1
         self._idle.clear()
         self.sent += 1
-        delivery = await self._producer.send(self.requests_topic, value=item.value, key=item.key)
+        headers = self.signing_key.headers(item.value) if self.signing_key is not None else None
+        delivery = await self._producer.send(self.requests_topic, value=item.value, key=item.key, headers=headers)
         delivery.add_done_callback(lambda done, key=item.result_key: self._delivered(done, key))
 
     def _delivered(self, delivery: asyncio.Future[Any], key: str) -> None:
@@ -661,6 +665,7 @@ async def ingest_file(
     kafka: KafkaConnection,
     requests_topic: str,
     results_topic: str,
+    signing_key: SigningKey | None = None,
     fmt: str | None = None,
     window: int = 10_000,
     compression: str | None = "lz4",
@@ -706,6 +711,7 @@ async def ingest_file(
 
     ingestor = Ingestor(
         kafka=kafka,
+        signing_key=signing_key,
         requests_topic=requests_topic,
         results_topic=results_topic,
         on_result=on_result,
@@ -784,9 +790,9 @@ def register(commands: Any) -> None:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    from processor.settings import KafkaSettings, SettingsError, load
+    from processor.settings import KafkaSettings, SettingsError, SigningSettings, load
 
-    class IngestSettings(KafkaSettings):
+    class IngestSettings(KafkaSettings, SigningSettings):
         requests_topic: str = "wallet.requests"
         results_topic: str = "wallet.results"
 
@@ -805,6 +811,7 @@ def run_command(args: argparse.Namespace) -> int:
             ingest_file(
                 args.file,
                 kafka=settings.kafka,
+                signing_key=settings.client_signing_key,
                 requests_topic=settings.requests_topic,
                 results_topic=settings.results_topic,
                 fmt=fmt,

@@ -41,6 +41,7 @@ from processor.ledger.keys import request_project_id, state_keys
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import LedgerState
 from processor.ledger.views import error_info, failed_result
+from processor.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, key_id_of
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
@@ -128,6 +129,7 @@ def process_batch(
     records: Sequence[SourceRecord],
     consumer_group: str,
     max_request_bytes: int,
+    verifier: Verifier,
 ) -> BatchReport:
     """Decode, apply and commit one batch; return what to publish, in record order.
 
@@ -137,7 +139,7 @@ def process_batch(
     the one at fault fails alone and never blocks its partition.
     """
     try:
-        return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
+        return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
     except Exception as error:  # noqa: BLE001 - isolate the record at fault
         if database_unavailable(error):
             raise
@@ -145,7 +147,7 @@ def process_batch(
             log.error("a batch of %d records failed (%s); committing them one by one", len(records), _describe(error))
             report = BatchReport()
             for record in records:
-                report.extend(process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes))
+                report.extend(process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier))
             return report
         return _refused(engine, records[0], error=error, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
 
@@ -155,11 +157,11 @@ def _describe(error: BaseException) -> str:
     return f"{type(cause).__name__}: {safe_text(str(cause), limit=300)}"
 
 
-def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int) -> BatchReport:
+def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     conflicts = 0
     while True:
         try:
-            return _process_once(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
+            return _process_once(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
         except sa.exc.DBAPIError as error:
             if not is_retryable(error) or conflicts >= MAX_CONFLICT_RETRIES:
                 raise
@@ -168,7 +170,7 @@ def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord]
             time.sleep(0.01 * conflicts)
 
 
-def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int) -> BatchReport:
+def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     now = datetime.now(UTC)
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
     candidates = [d for d in decoded if d.request is not None]
@@ -176,12 +178,13 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
     with UnitOfWork(engine) as uow:
         state = uow.load_state(state_keys([d.request for d in candidates]))  # type: ignore[misc]
         decoded = _hold_replays(uow, decoded, state=state, consumer_group=consumer_group)
+        decoded, refused = _authenticate(uow, decoded, verifier=verifier, now=now)
         to_apply = [d for d in decoded if d.request is not None]
         outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now)  # type: ignore[misc]
         for index, fault in outcome.faults:
             log.error("the engine failed on the record at %s (%s); answered InternalError", to_apply[index].record.where, _describe(fault))
         spenders = _spenders(to_apply, outcome)
-        uow.store_record_answers(_unspent_answers(to_apply, outcome, spenders=spenders), now=now)
+        uow.store_record_answers([*refused, *_unspent_answers(to_apply, outcome, spenders=spenders)], now=now)
         originals = dict(state.references)
         rejected = sorted({key for d in decoded if (key := _rejection_key(d)) is not None} - originals.keys())
         if rejected:  # rare: invalid records whose reference may have been spent before
@@ -226,6 +229,43 @@ def _hold_replays(uow: UnitOfWork, decoded: list[Decoded], *, state: LedgerState
     stored = uow.load_record_answers([(d.record.topic, d.record.partition, d.record.offset) for d in held])
     answered = {id(d): _held_answer(d, stored) for d in held}
     return [answered.get(id(d), d) for d in decoded]
+
+
+def _authenticate(uow: UnitOfWork, decoded: list[Decoded], *, verifier: Verifier, now: datetime) -> tuple[list[Decoded], list[tuple[Source, Result]]]:
+    """The tenant wall: a request whose signature does not hold (processor/signing.py) is
+    answered Unauthorized and never reaches the ledger. The answer is kept by record, like any
+    answer that spent nothing: a replay gets it back even if the key changed in between."""
+    requests = [d for d in decoded if d.request is not None]
+    named = {key_id_of(d.record.header_bytes(KEY_ID_HEADER)) for d in requests} - {None}
+    scopes = uow.load_signing_keys(sorted(named))  # type: ignore[arg-type]
+    checked: list[Decoded] = []
+    refused: list[tuple[Source, Result]] = []
+    for item in decoded:
+        request, record = item.request, item.record
+        if request is None:
+            checked.append(item)
+            continue
+        raw_key_id = record.header_bytes(KEY_ID_HEADER)
+        reason = verifier.refusal(
+            value=record.value or b"",
+            key_id=raw_key_id,
+            signed=record.header_bytes(SIGNATURE_HEADER),
+            project_id=request_project_id(request),
+            scope=scopes.get(key_id_of(raw_key_id) or ""),
+        )
+        if reason is None:
+            checked.append(item)
+            continue
+        answer = failed_result(
+            reference_id=request.reference_id,
+            project_id=request_project_id(request),
+            request_type=request.type,
+            error=error_info(ErrorCode.Unauthorized, f"{reason}; nothing was applied"),
+            processed_at=now,
+        )
+        checked.append(Decoded(record=record, rejection=answer))
+        refused.append(((record.topic, record.partition, record.offset), answer))
+    return checked, refused
 
 
 def _held_answer(item: Decoded, stored: Mapping[Source, Result]) -> Decoded:

@@ -24,6 +24,7 @@ class ErrorCode(StrEnum):
     InsufficientFunds = "InsufficientFunds"
     BalanceLimitExceeded = "BalanceLimitExceeded"
     InternalError = "InternalError"
+    Unauthorized = "Unauthorized"
 
 
 ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
@@ -57,6 +58,11 @@ ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
     ErrorCode.InternalError: (
         "An unexpected fault while applying this request; it changed nothing and the "
         "next request went on."
+    ),
+    ErrorCode.Unauthorized: (
+        "The request's signature does not hold: unsigned where signatures are required, an "
+        "unknown or revoked signing key, bytes that do not match, or a key of another project. "
+        "Nothing changed and the reference ID is not spent (docs/security.md)."
     ),
 }
 

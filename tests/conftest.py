@@ -28,6 +28,7 @@ import pytest_asyncio
 from pydantic import SecretStr
 
 from processor.kafka_connection import KafkaConnection, read_secret_file
+from processor.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "deploy" / "local" / "stack.py"
@@ -216,6 +217,32 @@ def roles(services: Services, database_url: str) -> Roles:
     name = make_url(database_url).database
     urls = {role: make_url(url).set(database=name).render_as_string(hide_password=False) for role, url in services.role_database_urls.items()}
     return Roles(kafka=services.role_kafka, database_url=urls, enforces_acls=services.enforces_acls)
+
+
+@pytest.fixture(scope="session")
+def signing_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This run's master signing secret (processor/signing.py), in a file only we read."""
+    import secrets as random_secrets
+
+    path = tmp_path_factory.mktemp("signing") / "master.key"
+    path.write_text(random_secrets.token_urlsafe(48) + "\n")
+    path.chmod(0o600)
+    return path
+
+
+@pytest.fixture(scope="session")
+def operator_signing_key(database_url: str, signing_master: Path) -> SigningKey:
+    """An operator signing key (any project) in this run's database: the tests' clients sign with it."""
+    import sqlalchemy as sa
+
+    from processor.signing import read_master
+    from processor.signing_keys import create_signing_key
+
+    engine = sa.create_engine(database_url)
+    try:
+        return create_signing_key(engine, master=read_master(signing_master), project_id=None, label="tests")
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture(scope="session")

@@ -180,14 +180,14 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def secret_file(settings: Settings, name: str) -> Path:
+def secret_file(settings: Settings, name: str, *, nbytes: int = 24) -> Path:
     """A generated password, created once, readable only by its owner."""
     path = private_dir(settings.secrets_dir) / f"{name}.password"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as out:
             # URL-safe, and free of the characters that JAAS and pgpass treat specially.
-            out.write(secrets.token_urlsafe(24).replace("-", "x").replace("_", "y") + "\n")
+            out.write(secrets.token_urlsafe(nbytes).replace("-", "x").replace("_", "y") + "\n")
     return path
 
 
@@ -772,6 +772,9 @@ def role_env(settings: Settings, role: str) -> dict[str, str]:
     database_role = DATABASE_ROLES[role]
     if database_role is not None:
         env["DATABASE_URL"] = settings.database_url_for(database_role)
+        # The master signing secret: the processor checks signatures with it, the gateway and
+        # the operator make signing keys with it (processor/signing.py). Never a client's.
+        env["CLOUDWALLET_SIGNING_MASTER_KEY_FILE"] = str(secret_file(settings, "signing-master", nbytes=48))
     return env
 
 

@@ -1,6 +1,7 @@
 """The async client: publish requests keyed correctly, await their results by reference ID.
 
-    async with WalletClient(kafka=load(KafkaSettings).kafka) as client:   # from processor.settings
+    settings = load(ProcessorSettings)   # from processor.settings: Kafka login, signing key
+    async with WalletClient(kafka=settings.kafka, signing_key=settings.client_signing_key) as client:
         result = await client.submit({"type": "project.create", "reference_id": "r-1", "name": "Demo"})
 
 Retrying is safe: send the same request with the same reference ID again; a request that was
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from processor.kafka_connection import KafkaConnection
 from processor.ledger.keys import request_project_id
+from processor.signing import SigningKey
 from schemas.requests import RequestAdapter, RequestModel, partition_key
 from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
 
@@ -87,6 +89,7 @@ class WalletClient:
         self,
         *,
         kafka: KafkaConnection,
+        signing_key: SigningKey | None = None,
         requests_topic: str = "wallet.requests",
         results_topic: str = "wallet.results",
         compression_type: str | None = None,
@@ -94,6 +97,7 @@ class WalletClient:
     ) -> None:
         self.requests_topic = requests_topic
         self.results_topic = results_topic
+        self.signing_key = signing_key  # signs every request (processor/signing.py)
         self._producer = AIOKafkaProducer(
             **kafka.options(),
             acks="all",
@@ -167,12 +171,10 @@ class WalletClient:
             headers.append(("correlation_id", correlation_id.encode()))
         if reply_to:
             headers.append(("reply_to", reply_to.encode()))
-        await self._producer.send(
-            self.requests_topic,
-            value=model.model_dump_json(exclude_none=True).encode(),
-            key=partition_key(model).encode(),
-            headers=headers or None,
-        )
+        value = model.model_dump_json(exclude_none=True).encode()
+        if self.signing_key is not None:
+            headers.extend(self.signing_key.headers(value))
+        await self._producer.send(self.requests_topic, value=value, key=partition_key(model).encode(), headers=headers or None)
         return model
 
     async def publish_many(self, requests: Iterable[RequestModel | Mapping[str, Any]]) -> int:

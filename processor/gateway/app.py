@@ -44,6 +44,7 @@ from processor.gateway.errors import (
 from processor.gateway.keys import KeyKind, KeyStore, Principal
 from processor.gateway.models import (
     AssetCreateBody,
+    CreatedSigningKeyView,
     CustomerCreateBody,
     CustomerUpdateBody,
     DescriptionBody,
@@ -53,6 +54,9 @@ from processor.gateway.models import (
     Pending,
     ProjectCreateBody,
     ReferenceBody,
+    RevokedSigningKeyView,
+    SigningKeyCreateBody,
+    SigningKeyView,
     SystemWalletOpenBody,
     TransactionBody,
     WalletEntryView,
@@ -61,7 +65,9 @@ from processor.gateway.models import (
 )
 from processor.gateway.reads import Paging, Period, Reads
 from processor.gateway.settings import GatewaySettings
+from processor.gateway.signing_keys import SigningKeyStore
 from processor.ledger.keys import request_project_id
+from processor.signing import SigningError
 from schemas.limits import (
     ID_PATTERN,
     MAX_ASSET_ID_LEN,
@@ -97,6 +103,7 @@ CustomerIdPath = Annotated[
 ]
 TransactionIdPath = Annotated[str, Path(min_length=1, max_length=64, pattern=ID_PATTERN, description="transaction ID")]
 ReferenceIdPath = Annotated[str, Path(min_length=1, max_length=MAX_REFERENCE_ID_LEN, description="reference ID")]
+SigningKeyIdPath = Annotated[str, Path(pattern=r"^[0-9a-f]{16}$", description="signing key ID (16 hex digits)")]
 PageQuery = Annotated[int, Query(ge=1, le=MAX_PAGE, description="1-based page number")]
 PageSizeQuery = Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description=f"items per page (at most {MAX_PAGE_SIZE})")]
 FromQuery = Annotated[datetime | None, Query(alias="from", description="ISO 8601; inclusive; without an offset it is UTC")]
@@ -137,6 +144,10 @@ def _period(start: datetime | None, end: datetime | None) -> Period:
 
 async def reads(request: Request) -> Reads:
     return request.app.state.reads
+
+
+async def signing_keys(request: Request) -> SigningKeyStore:
+    return request.app.state.signing_keys
 
 
 # --- writes --------------------------------------------------------------------------------
@@ -913,6 +924,116 @@ def get_request_result(
     return JSONResponse(result_body(result))
 
 
+# Signing keys ------------------------------------------------------------------------------
+# Not Kafka writes: the gateway makes and revokes a project's request signing keys in
+# PostgreSQL itself (processor/signing_keys.py). Operator signing keys are the CLI's alone.
+
+_NO_MASTER = (
+    "this gateway cannot make signing keys: it has no master signing secret; "
+    "the operator must set CLOUDWALLET_SIGNING_MASTER_KEY_FILE (listing and revoking keys still work)"
+)
+_SIGNING_CREATE = {
+    **_AUTH,
+    404: {"model": ErrorBody, "description": "ProjectNotFound"},
+    422: {"model": ErrorBody, "description": "bad parameter or body"},
+    503: {"model": ErrorBody, "description": "ServiceUnavailable: the gateway has no (readable) master signing secret, or PostgreSQL is unreachable"},
+}
+_SIGNING_REVOKE = {**_AUTH, 404: {"model": ErrorBody, "description": "SigningKeyNotFound, ProjectNotFound"}, 422: {"model": ErrorBody, "description": "bad parameter"}}
+
+
+def _master_secret(settings: GatewaySettings) -> bytes:
+    """The master signing secret, read from its file (503 when the gateway has none)."""
+    if settings.signing_master_key_file is None:
+        raise GatewayError(503, GatewayCode.ServiceUnavailable, _NO_MASTER)
+    try:
+        return settings.master_secret()
+    except SigningError as error:
+        log.error("cannot make signing keys: %s", error)  # the file's path stays in the log
+        raise GatewayError(
+            503,
+            GatewayCode.ServiceUnavailable,
+            "this gateway cannot make signing keys: it cannot use its master signing secret; "
+            "the operator must fix CLOUDWALLET_SIGNING_MASTER_KEY_FILE (the gateway's log says why)",
+        ) from None
+
+
+@router.post(
+    "/projects/{projectId}/signing-keys",
+    status_code=201,
+    response_model=CreatedSigningKeyView,
+    responses=_SIGNING_CREATE,
+    tags=["Signing keys"],
+    operation_id="createSigningKey",
+)
+def create_project_signing_key(
+    request: Request,
+    projectId: ProjectIdPath,  # noqa: N803
+    principal: Member,
+    store: Annotated[SigningKeyStore, Depends(signing_keys)],
+    db: Annotated[Reads, Depends(reads)],
+    body: Annotated[SigningKeyCreateBody | None, Body()] = None,
+) -> JSONResponse:
+    """Make a request signing key of the project; its `token` is shown only in this answer.
+
+    Not idempotent: a retry makes another key (revoke the one not used). Operator keys (any
+    project) are made only with `cloudwallet signing-key create --operator`.
+    """
+    label = body.label if body is not None else None
+    _check_text("body.label", label)
+    master = _master_secret(request.app.state.settings)
+    _require_project(db, projectId)
+    created = store.create(master=master, project_id=projectId, label=label)
+    view = CreatedSigningKeyView(
+        key_id=created.row.key_id, project_id=projectId, label=created.row.label, created_at=created.row.created_at, token=created.key.token()
+    )
+    return JSONResponse(view.model_dump(mode="json"), status_code=201, headers={"Cache-Control": "no-store"})
+
+
+@router.get(
+    "/projects/{projectId}/signing-keys",
+    response_model=Page[SigningKeyView],
+    responses=_READ,
+    tags=["Signing keys"],
+    operation_id="listSigningKeys",
+)
+def list_project_signing_keys(
+    projectId: ProjectIdPath,  # noqa: N803
+    principal: Member,
+    store: Annotated[SigningKeyStore, Depends(signing_keys)],
+    db: Annotated[Reads, Depends(reads)],
+    page: PageQuery = 1,
+    page_size: PageSizeQuery = DEFAULT_PAGE_SIZE,
+) -> Page:
+    """The project's signing keys, revoked ones too, newest first ((created_at desc, key_id) order); never a secret."""
+    found = store.list(projectId, _paging(page, page_size))
+    if not found.items:
+        _require_project(db, projectId)
+    return found
+
+
+@router.delete(
+    "/projects/{projectId}/signing-keys/{keyId}",
+    response_model=RevokedSigningKeyView,
+    responses=_SIGNING_REVOKE,
+    tags=["Signing keys"],
+    operation_id="revokeSigningKey",
+)
+def revoke_project_signing_key(
+    projectId: ProjectIdPath,  # noqa: N803
+    keyId: SigningKeyIdPath,  # noqa: N803
+    principal: Member,
+    store: Annotated[SigningKeyStore, Depends(signing_keys)],
+    db: Annotated[Reads, Depends(reads)],
+) -> RevokedSigningKeyView:
+    """Revoke an active signing key of the project: the processor refuses requests signed with it
+    from its next batch on."""
+    revoked_at = store.revoke(projectId, keyId)
+    if revoked_at is None:
+        _require_project(db, projectId)
+        raise not_found(GatewayCode.SigningKeyNotFound, f"no active signing key {keyId!r} in project {projectId!r}")
+    return RevokedSigningKeyView(key_id=keyId, revoked_at=revoked_at)
+
+
 # --- the app -------------------------------------------------------------------------------
 
 
@@ -926,9 +1047,11 @@ def create_app(settings: GatewaySettings, *, client: WalletClient | None = None)
         app.state.settings = settings
         app.state.reads = Reads(engine)
         app.state.keys = KeyStore(engine, cache_seconds=settings.api_key_cache_seconds)
+        app.state.signing_keys = SigningKeyStore(engine)
         own_client = client is None
         wallet_client = client or WalletClient(
             kafka=settings.kafka,
+            signing_key=settings.client_signing_key,  # the gateway's operator signing key
             requests_topic=settings.requests_topic,
             results_topic=settings.results_topic,
         )

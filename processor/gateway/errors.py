@@ -44,6 +44,9 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.InsufficientFunds: 409,
     ErrorCode.BalanceLimitExceeded: 409,
     ErrorCode.InternalError: 500,
+    # The processor refused the gateway's own signature (its signing key revoked or wrong): the
+    # caller did nothing wrong, the deployment must be fixed.
+    ErrorCode.Unauthorized: 500,
 }
 assert set(STATUS_BY_CODE) == set(ErrorCode), "every error code has an HTTP status"
 
@@ -69,7 +72,8 @@ class GatewayCode(StrEnum):
     WalletNotFound = ErrorCode.WalletNotFound.value
     TransactionNotFound = "TransactionNotFound"
     RequestNotFound = "RequestNotFound"
-    ServiceUnavailable = "ServiceUnavailable"  # 503 with Retry-After: PostgreSQL or Kafka unreachable
+    SigningKeyNotFound = "SigningKeyNotFound"  # 404: no active signing key of the project with that ID
+    ServiceUnavailable = "ServiceUnavailable"  # 503 with Retry-After: PostgreSQL or Kafka unreachable; without: no master signing secret
     InternalError = ErrorCode.InternalError.value  # 500: a bug, never bad input
 
 

@@ -30,6 +30,8 @@ from schemas.states import WalletStatus
 
 T = TypeVar("T")
 
+MAX_SIGNING_KEY_LABEL_LEN = 200
+
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -102,6 +104,17 @@ class TransactionBody(BaseModel):
     operations: Annotated[list[Operation], Field(min_length=1, max_length=MAX_OPERATIONS_PER_TRANSACTION)]
 
 
+class SigningKeyCreateBody(BaseModel):
+    """A new signing key of the path's project. Not a Kafka write: no reference ID (a retry makes
+    another key)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    label: Annotated[str, Field(max_length=MAX_SIGNING_KEY_LABEL_LEN)] | None = Field(
+        default=None, description=f"a note to recognise the key by (at most {MAX_SIGNING_KEY_LABEL_LEN} characters)"
+    )
+
+
 # --- read views ------------------------------------------------------------------------------
 
 
@@ -122,6 +135,31 @@ class WalletEntryView(EntryView):
     created_at: datetime
 
 
+class SigningKeyView(BaseModel):
+    """A request signing key of a project (never its secret)."""
+
+    key_id: str
+    project_id: str
+    label: str | None
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class CreatedSigningKeyView(BaseModel):
+    """A signing key just made: `token` (cws_<key ID>_<secret>) is shown only this once."""
+
+    key_id: str
+    project_id: str
+    label: str | None
+    created_at: datetime
+    token: str
+
+
+class RevokedSigningKeyView(BaseModel):
+    key_id: str
+    revoked_at: datetime
+
+
 class Pending(BaseModel):
     """A write whose result did not arrive within the wait: poll `location`."""
 
@@ -139,6 +177,7 @@ class Health(BaseModel):
 __all__ = [
     "AssetCreateBody",
     "CustomerCreateBody",
+    "CreatedSigningKeyView",
     "CustomerUpdateBody",
     "DescriptionBody",
     "Health",
@@ -148,6 +187,9 @@ __all__ = [
     "ProjectCreateBody",
     "ProjectId",
     "ReferenceBody",
+    "RevokedSigningKeyView",
+    "SigningKeyCreateBody",
+    "SigningKeyView",
     "SystemWalletOpenBody",
     "TransactionBody",
     "WalletEntryView",

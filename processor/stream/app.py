@@ -203,6 +203,7 @@ class Processor:
     def __init__(self, *, settings: ProcessorSettings) -> None:
         self.settings = settings
         read_past_undecodable_header_keys()
+        self.verifier = settings.verifier()  # the tenant wall; refuses to start without its master secret
         self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_pre_ping=True)
         # FastStream runs the consumer side: the group, batches, acks and graceful shutdown.
         # Results go out through `self.producer`, a batch at a time (see `publish`).
@@ -247,6 +248,7 @@ class Processor:
                 records=records,
                 consumer_group=self.settings.consumer_group,
                 max_request_bytes=self.settings.max_request_bytes,
+                verifier=self.verifier,
             ),
             retry_if=database_unavailable,
         )

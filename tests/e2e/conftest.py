@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from processor.client import WalletClient
 from processor.kafka_connection import KafkaConnection
 from processor.settings import ProcessorSettings
+from processor.signing import SigningKey
 from processor.stream import acls
 from processor.stream.topics import ensure_topics
 
@@ -47,6 +48,8 @@ class Topology:
     dlq_topic: str
     consumer_group: str
     partitions: int
+    signing_master: Path  # the processor checks signatures with it
+    signing_key: SigningKey  # an operator key: the tests' clients sign with it
 
     @property
     def client_kafka(self) -> KafkaConnection:
@@ -83,6 +86,7 @@ class Topology:
             kafka_username=processor.username,
             kafka_password=processor.password,
             kafka_ca_file=processor.ca_file,
+            signing_master_key_file=self.signing_master,
             requests_topic=self.requests_topic,
             results_topic=self.results_topic,
             dlq_topic=self.dlq_topic,
@@ -136,7 +140,9 @@ class ProcessorProcess:
         return self.process.wait(timeout=timeout)
 
 
-async def open_topology(*, kafka: KafkaConnection, roles: Roles, database_url: str, prefix: str, partitions: int = 4) -> Topology:
+async def open_topology(
+    *, kafka: KafkaConnection, roles: Roles, database_url: str, prefix: str, signing_master: Path, signing_key: SigningKey, partitions: int = 4
+) -> Topology:
     """Topics named `<prefix>.requests|results|dlq`, created by the operator, with the ACLs."""
     found = Topology(
         kafka=kafka,
@@ -147,6 +153,8 @@ async def open_topology(*, kafka: KafkaConnection, roles: Roles, database_url: s
         dlq_topic=f"{prefix}.dlq",
         consumer_group=f"{prefix}.processor",
         partitions=partitions,
+        signing_master=signing_master,
+        signing_key=signing_key,
     )
     await ensure_topics(settings=found.settings(kafka=kafka))
     if roles.enforces_acls:
@@ -170,8 +178,13 @@ async def close_topology(topology: Topology) -> None:
 
 
 @pytest_asyncio.fixture(loop_scope="session")
-async def topology(kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str) -> AsyncIterator[Topology]:
-    found = await open_topology(kafka=kafka, roles=roles, database_url=database_url, prefix=f"test.{run_id}.{uuid.uuid4().hex[:8]}")
+async def topology(
+    kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, signing_master: Path, operator_signing_key: SigningKey
+) -> AsyncIterator[Topology]:
+    prefix = f"test.{run_id}.{uuid.uuid4().hex[:8]}"
+    found = await open_topology(
+        kafka=kafka, roles=roles, database_url=database_url, prefix=prefix, signing_master=signing_master, signing_key=operator_signing_key
+    )
     yield found
     await close_topology(found)
 
@@ -197,7 +210,7 @@ def processors(topology: Topology, tmp_path: Path) -> Iterator:
 @pytest_asyncio.fixture(loop_scope="session")
 async def client(topology: Topology) -> AsyncIterator[WalletClient]:
     async with WalletClient(
-        kafka=topology.client_kafka, requests_topic=topology.requests_topic, results_topic=topology.results_topic
+        kafka=topology.client_kafka, signing_key=topology.signing_key, requests_topic=topology.requests_topic, results_topic=topology.results_topic
     ) as wallet_client:
         yield wallet_client
 

@@ -28,6 +28,7 @@ import sqlalchemy as sa
 from processor.gateway.keys import create_key
 
 from processor.kafka_connection import KafkaConnection
+from processor.signing import SigningKey
 
 from .conftest import ROOT, ProcessorProcess, Topology, close_topology, open_topology
 
@@ -47,6 +48,7 @@ class GatewayProcess:
         self.log_path = log_dir / f"{name}.log"
         env = {key: value for key, value in os.environ.items() if not key.startswith("CLOUDWALLET_")}
         env.update(topology.env(role="gateway"))
+        env["CLOUDWALLET_SIGNING_KEY"] = topology.signing_key.token()  # the gateway signs as an operator
         env.setdefault("CLOUDWALLET_RESULT_WAIT_SECONDS", "20")
         env.update(extra_env or {})
         with self.log_path.open("w") as log:
@@ -103,9 +105,15 @@ def run_async(coroutine: Any) -> Any:
         return pool.submit(asyncio.run, coroutine).result()
 
 
-def new_topology(*, kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, partitions: int = 4) -> Topology:
+def new_topology(
+    *, kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, signing_master: Path, signing_key: SigningKey, partitions: int = 4
+) -> Topology:
     prefix = f"test.{run_id}.gw{uuid.uuid4().hex[:8]}"
-    return run_async(open_topology(kafka=kafka, roles=roles, database_url=database_url, prefix=prefix, partitions=partitions))
+    return run_async(
+        open_topology(
+            kafka=kafka, roles=roles, database_url=database_url, prefix=prefix, signing_master=signing_master, signing_key=signing_key, partitions=partitions
+        )
+    )
 
 
 def delete_topology(topology: Topology) -> None:
@@ -153,10 +161,20 @@ class GatewayStack:
 
 
 @pytest.fixture(scope="module")
-def gateway_stack(kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[GatewayStack]:
+def gateway_stack(
+    kafka: KafkaConnection,
+    roles: Roles,
+    database_url: str,
+    run_id: str,
+    signing_master: Path,
+    operator_signing_key: SigningKey,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[GatewayStack]:
     """One processor and one gateway on their own topics, shared by a test module."""
     log_dir = tmp_path_factory.mktemp("gateway")
-    topology = new_topology(kafka=kafka, roles=roles, database_url=database_url, run_id=run_id)
+    topology = new_topology(
+        kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master, signing_key=operator_signing_key
+    )
     processor = ProcessorProcess(topology=topology, log_dir=log_dir, name="gw").wait_started()
     gateway = GatewayProcess(topology=topology, log_dir=log_dir, extra_env={"CLOUDWALLET_API_KEY_CACHE_SECONDS": "0"})
     try:

@@ -13,7 +13,11 @@ import sys
 
 from aiokafka import AIOKafkaProducer
 
-from processor.settings import KafkaSettings, load
+from processor.settings import KafkaSettings, SigningSettings, load
+
+
+class ClientSettings(KafkaSettings, SigningSettings):
+    """A client's: its Kafka login and its signing key."""
 
 
 class RawHeaderKey(str):
@@ -22,11 +26,14 @@ class RawHeaderKey(str):
 
 
 async def main(topic: str, partition: int, values: list[bytes]) -> None:
-    producer = AIOKafkaProducer(**load(KafkaSettings).kafka.options(), linger_ms=20)
+    settings = load(ClientSettings)  # the Kafka login and the signing key from the environment
+    assert isinstance(settings, ClientSettings)
+    signing = settings.client_signing_key
+    producer = AIOKafkaProducer(**settings.kafka.options(), linger_ms=20)
     await producer.start()
     try:
         futures = [
-            await producer.send(topic, value=value, key=b"k", partition=partition, headers=[(RawHeaderKey("zz"), b"v"), ("ok", b"1")])
+            await producer.send(topic, value=value, key=b"k", partition=partition, headers=[(RawHeaderKey("zz"), b"v"), ("ok", b"1"), *(signing.headers(value) if signing else [])])
             for value in values
         ]
         for metadata in await asyncio.gather(*futures):

@@ -52,14 +52,21 @@ def answers_by_source(records: list) -> dict[tuple[int, int], object]:
     return found
 
 
-async def produce_at(topology, records: list[tuple[bytes | None, bytes | None, list]], *, partition: int) -> list[tuple[int, int]]:
-    """Send (key, value, headers) records to one partition; return their (partition, offset)."""
+async def produce_at(topology, records: list[tuple[bytes | None, bytes | None, list]], *, partition: int, sign: bool = True) -> list[tuple[int, int]]:
+    """Send (key, value, headers) records to one partition, each signed with the topology's
+    operator key (unless `sign=False`); return their (partition, offset)."""
     from aiokafka import AIOKafkaProducer
 
     producer = AIOKafkaProducer(**topology.client_kafka.options(), max_request_size=3_000_000)
     await producer.start()
     try:
-        futures = [await producer.send(topology.requests_topic, key=key, value=value, headers=headers, partition=partition) for key, value, headers in records]
+        def signed(value: bytes | None, headers: list) -> list:
+            return [*headers, *topology.signing_key.headers(value)] if sign and value is not None else headers
+
+        futures = [
+            await producer.send(topology.requests_topic, key=key, value=value, headers=signed(value, headers), partition=partition)
+            for key, value, headers in records
+        ]
         return [(m.partition, m.offset) for m in await asyncio.gather(*futures)]
     finally:
         await producer.stop()
@@ -274,7 +281,7 @@ async def test_a_header_key_that_is_not_utf8_neither_stalls_nor_loses_the_partit
     script = Path(__file__).with_name("produce_with_raw_header_key.py")
     done = subprocess.run(
         [sys.executable, str(script), topology.requests_topic, "0", str(values)],
-        env={**os.environ, **topology.client_kafka.environment(), "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60,
+        env={**os.environ, **topology.client_kafka.environment(), "CLOUDWALLET_SIGNING_KEY": topology.signing_key.token(), "AIOKAFKA_NO_EXTENSIONS": "1"}, capture_output=True, text=True, timeout=60,
     )
     assert done.returncode == 0, done.stderr
     sources = [(0, int(offset)) for offset in done.stdout.split()]

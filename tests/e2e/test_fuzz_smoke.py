@@ -32,7 +32,7 @@ OPTIONS = FuzzOptions(records=3000, seed=7, deadline=40.0, idle=20.0, progress=F
 async def test_every_hostile_record_is_accounted_for(topology, processors, db: sa.Engine) -> None:
     started = processors("fuzz")
     # The fuzzer is the operator (it reads the DLQ and every reply topic); the processor is itself.
-    found = await run_fuzz(settings=topology.settings(kafka=topology.kafka), options=OPTIONS, processor=Watched.of(started.process, started.log_path))
+    found = await run_fuzz(settings=topology.settings(kafka=topology.kafka), options=OPTIONS, processor=Watched.of(started.process, started.log_path), signing_key=topology.signing_key)
     report = render(found)
     sent = {name for name, row in found["categories"].items() if row["sent"]}
     assert sent == set(CATEGORIES), f"categories never sent: {set(CATEGORIES) - sent}\n{report}"

@@ -16,7 +16,10 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
+from processor.client import WalletClient
 from processor.gateway.keys import create_key, revoke_key
+from processor.signing import SigningKey, key_for, read_master
+from processor.signing_keys import create_signing_key
 
 from .conftest import ROOT
 from .gateway_support import (
@@ -26,6 +29,7 @@ from .gateway_support import (
     gateway_stack,  # noqa: F401 - the module's fixture
     issue,
     open_system_wallet,
+    run_async,
     setup_project,
     unique,
 )
@@ -760,3 +764,107 @@ def test_write_without_result_in_time_answers_202_and_the_location_gets_the_resu
         assert api.get(f"/projects/{project}").json()["name"] == "Late"
     finally:
         gateway.stop()
+
+
+# --- signing keys: a project's key makes, lists and revokes its own ------------------------------
+
+
+def _signed_submit(stack: GatewayStack, signing_key: SigningKey, requests: list[dict]) -> list:
+    """Publish `requests` straight to Kafka, signed with `signing_key`; their results."""
+
+    async def submit() -> list:
+        topology = stack.topology
+        async with WalletClient(
+            kafka=topology.client_kafka, signing_key=signing_key, requests_topic=topology.requests_topic, results_topic=topology.results_topic
+        ) as client:
+            return [await client.submit(request, timeout=30) for request in requests]
+
+    return run_async(submit())
+
+
+def _signing_key_row(stack: GatewayStack, key_id: str) -> sa.Row:
+    engine = sa.create_engine(stack.database_url)
+    try:
+        with engine.connect() as connection:
+            return connection.execute(
+                sa.text("SELECT project_id, label, created_at, revoked_at FROM signing_keys WHERE key_id = :k"), {"k": key_id}
+            ).one()
+    finally:
+        engine.dispose()
+
+
+def test_signing_keys_over_http(stack: GatewayStack) -> None:
+    operator = stack.api()
+    project, elsewhere = unique("sig"), unique("sigx")
+    setup_project(operator, project)
+    setup_project(operator, elsewhere)
+    owner = stack.api(stack.key("project", project=project))
+    path = f"/projects/{project}/signing-keys"
+
+    # Reach: the project's own key and operator keys; no key 401, customers and strangers 403.
+    assert Api(stack.base_url, None).post(path, json={}).status_code == 401
+    customer = stack.api(stack.key("customer", project=project, customer="zed"))
+    stranger = stack.api(stack.key("project", project=elsewhere))
+    for refused in (customer, stranger):
+        assert refused.post(path, json={}).status_code == 403
+        assert refused.get(path).status_code == 403
+        assert refused.delete(f"{path}/0123456789abcdef").status_code == 403
+
+    created = owner.post(path, json={"label": "direct publisher"})
+    assert created.status_code == 201, created.text
+    assert created.headers["Cache-Control"] == "no-store"
+    made = created.json()
+    token, key_id = made["token"], made["key_id"]
+    assert (made["project_id"], made["label"]) == (project, "direct publisher")
+    # Derived from the deployment's master signing secret; the database keeps only its scope.
+    assert token == key_for(read_master(stack.topology.signing_master), key_id).token()
+    row = _signing_key_row(stack, key_id)
+    assert (row.project_id, row.label, row.revoked_at) == (project, "direct publisher", None)
+    assert datetime.fromisoformat(made["created_at"]) == row.created_at
+
+    listed = owner.get(path)
+    assert listed.status_code == 200, listed.text
+    assert [(item["key_id"], item["revoked_at"]) for item in listed.json()["items"]] == [(key_id, None)]
+    assert token not in listed.text and "token" not in listed.text
+    operator_made = operator.ok("POST", path, json={}, expect=201)  # an operator key reaches it too
+    assert [item["key_id"] for item in operator.get(path).json()["items"]] == [operator_made["key_id"], key_id]  # newest first
+
+    # The token signs requests of this project, and of no other.
+    signing_key = SigningKey.from_token(token)
+    own, foreign = _signed_submit(
+        stack,
+        signing_key,
+        [
+            {"type": "customer.upsert", "project_id": project, "customer_id": "direct", "reference_id": "signed-1"},
+            {"type": "customer.upsert", "project_id": elsewhere, "customer_id": "direct", "reference_id": "signed-1"},
+        ],
+    )
+    assert own.status.value == "Completed", own
+    assert (foreign.status.value, foreign.error.code.value) == ("Failed", "Unauthorized"), foreign
+    assert owner.get(f"/projects/{project}/customers/direct").status_code == 200
+    assert operator.get(f"/projects/{elsewhere}/customers/direct").status_code == 404
+
+    # Revoked: the row says when, the processor refuses the key, a second revocation finds none.
+    revoked = owner.delete(f"{path}/{key_id}")
+    assert revoked.status_code == 200, revoked.text
+    assert set(revoked.json()) == {"key_id", "revoked_at"} and revoked.json()["key_id"] == key_id
+    assert _signing_key_row(stack, key_id).revoked_at == datetime.fromisoformat(revoked.json()["revoked_at"])
+    again = owner.delete(f"{path}/{key_id}")
+    assert again.status_code == 404 and error_code(again) == "SigningKeyNotFound"
+    (after,) = _signed_submit(
+        stack, signing_key, [{"type": "customer.upsert", "project_id": project, "customer_id": "late", "reference_id": "signed-2"}]
+    )
+    assert (after.status.value, after.error.code.value) == ("Failed", "Unauthorized"), after
+    states = {item["key_id"]: item["revoked_at"] for item in owner.get(path).json()["items"]}
+    assert states[key_id] == revoked.json()["revoked_at"] and states[operator_made["key_id"]] is None
+
+    # Operator signing keys are the CLI's: never listed nor revoked through a project.
+    engine = sa.create_engine(stack.database_url)
+    try:
+        operator_key = create_signing_key(engine, master=read_master(stack.topology.signing_master), project_id=None, label="e2e: not the gateway's")
+    finally:
+        engine.dispose()
+    assert operator_key.key_id not in owner.get(path).text
+    refused = operator.delete(f"{path}/{operator_key.key_id}")
+    assert refused.status_code == 404 and error_code(refused) == "SigningKeyNotFound"
+    assert _signing_key_row(stack, operator_key.key_id).revoked_at is None

@@ -10,6 +10,9 @@ import pytest
 import sqlalchemy as sa
 
 from processor.service import process_batch
+from processor.signing import Verifier
+
+UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
 from processor.stream.decode import SourceRecord
 from schemas.errors import ErrorCode
 
@@ -28,7 +31,7 @@ def record(partition: int, offset: int, body: dict) -> SourceRecord:
 
 
 def answer(engine: sa.Engine, group: str, *records: SourceRecord):
-    report = process_batch(engine=engine, records=list(records), consumer_group=group, max_request_bytes=1 << 20)
+    report = process_batch(engine=engine, records=list(records), consumer_group=group, max_request_bytes=1 << 20, verifier=UNSIGNED)
     assert not report.dead_letters
     return [json.loads(reply.value) for reply in report.replies], report.replies
 

@@ -13,6 +13,9 @@ import sqlalchemy as sa
 
 from processor.ledger.keys import state_keys
 from processor.service import process_batch
+from processor.signing import Verifier
+
+UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
 from processor.storage.audit import audit_ledger
 from processor.storage.unit_of_work import UnitOfWork
 from processor.stream.decode import SourceRecord
@@ -41,7 +44,7 @@ def records(requests: list[dict], *, partition: int = 0, start: int = 0, topic: 
 
 
 def apply(engine: sa.Engine, requests: list[dict], **where) -> list:
-    report = process_batch(engine=engine, records=records(requests, **where), consumer_group="storage-test", max_request_bytes=1 << 20)
+    report = process_batch(engine=engine, records=records(requests, **where), consumer_group="storage-test", max_request_bytes=1 << 20, verifier=UNSIGNED)
     return [reply.result for reply in report.replies]
 
 

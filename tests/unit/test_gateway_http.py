@@ -2,9 +2,10 @@
 
 The real app from `create_app`, driven over ASGI (httpx.ASGITransport, or raw ASGI calls). Its
 lifespan does not run: the test sets `app.state` as the lifespan would, with fakes for the key
-store, the reads and the Kafka client. Covered: the body limit on every body (Content-Length or
+store, the reads, the signing-key store and the Kafka client. Covered: the body limit on every body (Content-Length or
 chunked), the documented error codes, and the order of checks (401, then 403, then 422) for
-every key kind on every endpoint.
+every key kind on every endpoint; the signing-key endpoints' reach, shapes and their 503 without
+a master signing secret.
 """
 
 from __future__ import annotations
@@ -35,7 +36,11 @@ from processor.gateway.access import GatewayRoute, Reach, declared_reach
 from processor.gateway.app import create_app, router
 from processor.gateway.errors import GatewayCode, GatewayError, framework_error
 from processor.gateway.keys import KeyKind, Principal
+from processor.gateway.models import Page, SigningKeyView
+from processor.gateway.reads import Paging
 from processor.gateway.settings import GatewaySettings
+from processor.signing import SigningKey, key_for, new_key_id
+from processor.signing_keys import CreatedSigningKey, SigningKeyRow
 from schemas.errors import ErrorCode
 from schemas.results import WalletView
 
@@ -98,6 +103,34 @@ class FakeReads:
 
 
 @dataclass
+class FakeSigningKeys:
+    """Signing keys in memory; tokens are real (derived from the master the route passes in)."""
+
+    rows: dict[str, SigningKeyRow] = field(default_factory=dict)
+    masters: list[bytes] = field(default_factory=list)
+
+    def create(self, *, master: bytes, project_id: str, label: str | None) -> CreatedSigningKey:
+        self.masters.append(master)
+        key_id = new_key_id()
+        row = SigningKeyRow(key_id=key_id, project_id=project_id, label=label or None, created_at=datetime.now(UTC), revoked_at=None)
+        self.rows[key_id] = row
+        return CreatedSigningKey(key=key_for(master, key_id), row=row)
+
+    def list(self, project_id: str, paging: Paging) -> Page:
+        rows = sorted((r for r in self.rows.values() if r.project_id == project_id), key=lambda r: (-r.created_at.timestamp(), r.key_id))
+        found = rows[paging.offset : paging.offset + paging.page_size + 1]
+        items = [SigningKeyView(**{name: getattr(r, name) for name in SigningKeyView.model_fields}) for r in found[: paging.page_size]]
+        return Page(items=items, page=paging.page, page_size=paging.page_size, has_more=len(found) > paging.page_size)
+
+    def revoke(self, project_id: str, key_id: str) -> datetime | None:
+        row = self.rows.get(key_id)
+        if row is None or row.project_id != project_id or row.revoked_at is not None:
+            return None
+        self.rows[key_id] = SigningKeyRow(**{**row.__dict__, "revoked_at": datetime.now(UTC)})
+        return self.rows[key_id].revoked_at
+
+
+@dataclass
 class FakeClient:
     """Never answers in time (202), or raises `fail_with`; remembers what was submitted."""
 
@@ -115,6 +148,7 @@ class Gateway:
     http: httpx.AsyncClient
     reads: FakeReads
     client: FakeClient
+    signing_keys: FakeSigningKeys
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +164,15 @@ def shared_app() -> FastAPI:
 
 @pytest.fixture
 async def gw(shared_app: FastAPI) -> AsyncIterator[Gateway]:
-    app, reads, client = shared_app, FakeReads(), FakeClient()
+    app, reads, client, signing = shared_app, FakeReads(), FakeClient(), FakeSigningKeys()
     # What the lifespan (not run here) would set: fresh fakes for every test.
     app.state.reads = reads
     app.state.client = client
+    app.state.signing_keys = signing
     # raise_app_exceptions=False: the 500 tests need the answer, not the exception re-raised.
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield Gateway(app=app, http=http, reads=reads, client=client)
+        yield Gateway(app=app, http=http, reads=reads, client=client, signing_keys=signing)
 
 
 def key(name: str) -> dict[str, str]:
@@ -359,6 +394,10 @@ async def _bug(gw: Gateway) -> httpx.Response:
     return await _get("/projects/p/wallets/carol-w")(gw)
 
 
+async def _no_master_secret(gw: Gateway) -> httpx.Response:
+    return await gw.http.post("/projects/p/signing-keys", json={"label": "x"}, headers=key("operator"))
+
+
 async def _wrong_method(gw: Gateway) -> httpx.Response:
     return await gw.http.patch("/projects/p/transactions", headers=key("operator"))
 
@@ -378,6 +417,8 @@ ANSWERS: list[tuple[str, Call, int, GatewayCode]] = [
     ("bad parameter", _get("/projects/p/wallets/carol-w/entries?page_size=0"), 422, GatewayCode.ValidationError),
     ("no wallet", _get("/projects/p/wallets/nope"), 404, GatewayCode.WalletNotFound),
     ("no project", _get("/projects/q/wallets/nope"), 404, GatewayCode.ProjectNotFound),
+    ("no signing key", lambda gw: gw.http.delete("/projects/p/signing-keys/0123456789abcdef", headers=key("operator")), 404, GatewayCode.SigningKeyNotFound),
+    ("no master signing secret", _no_master_secret, 503, GatewayCode.ServiceUnavailable),
     ("Kafka down", _kafka_down, 503, GatewayCode.ServiceUnavailable),
     ("PostgreSQL down", _database_down, 503, GatewayCode.ServiceUnavailable),
     ("PostgreSQL down, reach", _database_down_for_a_customer, 503, GatewayCode.ServiceUnavailable),
@@ -413,11 +454,11 @@ async def test_a_body_that_is_not_json_is_a_validation_error_of_the_body(gw: Gat
 
 ROUTES = [route for route in router.routes if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None]
 # Values every path parameter refuses (422 for a key that reaches the request).
-MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01"}
+MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01", "keyId": "bad!"}
 
 
 def test_every_route_checks_its_reach_first() -> None:
-    assert len(ROUTES) == 29  # the 28 seed endpoints and the request-result read
+    assert len(ROUTES) == 32  # the 28 seed endpoints, the request-result read and the 3 signing-key endpoints
     assert all(isinstance(route, GatewayRoute) for route in router.routes)
     assert {route.path for route in router.routes if route not in ROUTES} == {"/health"}
 
@@ -517,3 +558,147 @@ async def test_a_customer_key_looks_up_exactly_the_wallet_ids_the_route_accepts(
     # The route refuses the ID (422) exactly when the customer's reach check did not look it up.
     assert (operator.status_code == 422) is not looked_up, (operator.status_code, gw.reads.wallet_lookups)
     assert customer.status_code == (200 if wallet_id == "carol-w" else 403)
+
+
+# --- 4. signing keys: a project's own, made with the master signing secret -----------------------
+
+MASTER = b"m" * 48
+
+
+@pytest.fixture
+def master_gw(gw: Gateway, tmp_path: Path) -> Iterator[Gateway]:
+    """`gw` with a master signing secret configured (the shared settings have none)."""
+    master_file = tmp_path / "master"
+    master_file.write_bytes(MASTER + b"\n")
+    settings = gw.app.state.settings
+    gw.app.state.settings = settings.model_copy(update={"signing_master_key_file": master_file})
+    try:
+        yield gw
+    finally:
+        gw.app.state.settings = settings
+
+
+SIGNING_CALLS = [
+    ("POST", "/projects/p/signing-keys"),
+    ("GET", "/projects/p/signing-keys"),
+    ("DELETE", "/projects/p/signing-keys/0123456789abcdef"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), SIGNING_CALLS, ids=[m for m, _ in SIGNING_CALLS])
+@pytest.mark.parametrize(
+    ("key_name", "status"),
+    [(None, 401), ("cwk_unknown", 401), ("customer", 403), ("other", 403), ("project", None), ("operator", None)],
+    ids=["no-key", "unknown-key", "customer", "other-project", "project", "operator"],
+)
+async def test_signing_keys_reach_operator_and_the_projects_own_key(
+    master_gw: Gateway, method: str, path: str, key_name: str | None, status: int | None
+) -> None:
+    headers = key(key_name) if key_name else {}
+    response = await master_gw.http.request(method, path, json={"label": "l"} if method == "POST" else None, headers=headers)
+    if status is None:  # reached: what the endpoint answers (no key 0123... exists: 404)
+        status = {"POST": 201, "GET": 200, "DELETE": 404}[method]
+    assert response.status_code == status, response.text
+    if status in (401, 403):
+        assert code_of(response) == ("Unauthorized" if status == 401 else "Forbidden")
+        assert master_gw.signing_keys.rows == {} and master_gw.signing_keys.masters == []
+
+
+async def test_a_project_key_makes_lists_and_revokes_its_projects_signing_keys(master_gw: Gateway) -> None:
+    http, project = master_gw.http, key("project")
+    created = await http.post("/projects/p/signing-keys", json={"label": "billing"}, headers=project)
+    assert created.status_code == 201, created.text
+    assert created.headers["cache-control"] == "no-store"
+    body = created.json()
+    assert set(body) == {"key_id", "project_id", "label", "created_at", "token"}
+    assert (body["project_id"], body["label"]) == ("p", "billing")
+    # The token is the key derived from the gateway's master secret: the processor will accept it.
+    signing_key = SigningKey.from_token(body["token"])
+    assert signing_key.key_id == body["key_id"] and master_gw.signing_keys.masters == [MASTER]
+    assert signing_key.token() == key_for(MASTER, body["key_id"]).token()
+
+    # No body at all is a key without a label.
+    bare = await http.post("/projects/p/signing-keys", headers=project)
+    assert bare.status_code == 201 and bare.json()["label"] is None, bare.text
+
+    listed = await http.get("/projects/p/signing-keys", headers=project)
+    assert listed.status_code == 200, listed.text
+    page = listed.json()
+    assert (page["page"], page["page_size"], page["has_more"]) == (1, 50, False)
+    assert {item["key_id"] for item in page["items"]} == {body["key_id"], bare.json()["key_id"]}
+    assert all(set(item) == {"key_id", "project_id", "label", "created_at", "revoked_at"} for item in page["items"])
+    assert "token" not in listed.text and signing_key.secret.get_secret_value() not in listed.text
+    first = await http.get("/projects/p/signing-keys?page_size=1", headers=project)
+    assert len(first.json()["items"]) == 1 and first.json()["has_more"] is True
+
+    revoked = await http.delete(f"/projects/p/signing-keys/{body['key_id']}", headers=project)
+    assert revoked.status_code == 200, revoked.text
+    assert set(revoked.json()) == {"key_id", "revoked_at"} and revoked.json()["key_id"] == body["key_id"]
+    again = await http.delete(f"/projects/p/signing-keys/{body['key_id']}", headers=project)
+    assert again.status_code == 404 and code_of(again) == "SigningKeyNotFound"
+    after = {item["key_id"]: item["revoked_at"] for item in (await http.get("/projects/p/signing-keys", headers=project)).json()["items"]}
+    assert after[body["key_id"]] is not None and after[bare.json()["key_id"]] is None
+
+
+async def test_another_projects_signing_key_is_not_found_in_this_one(master_gw: Gateway) -> None:
+    # An operator makes a key of q; q's key ID under project p: no such key of p.
+    master_gw.reads.project_exists = lambda project_id: project_id in ("p", "q")  # type: ignore[method-assign]
+    made = await master_gw.http.post("/projects/q/signing-keys", json={}, headers=key("operator"))
+    assert made.status_code == 201, made.text
+    response = await master_gw.http.delete(f"/projects/p/signing-keys/{made.json()['key_id']}", headers=key("project"))
+    assert response.status_code == 404 and code_of(response) == "SigningKeyNotFound"
+    assert (await master_gw.http.get("/projects/p/signing-keys", headers=key("project"))).json()["items"] == []
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "field"),
+    [
+        ("POST", "/projects/p/signing-keys", {"label": "x" * 201}, 422, "body.label"),
+        ("POST", "/projects/p/signing-keys", {"label": "x" * 200}, 201, None),
+        ("POST", "/projects/p/signing-keys", {"label": "a\x00b"}, 422, "body.label"),
+        ("POST", "/projects/p/signing-keys", {"label": 7}, 422, "body.label"),
+        ("POST", "/projects/p/signing-keys", {"reference_id": "r"}, 422, "body.reference_id"),
+        ("POST", "/projects/nope/signing-keys", {}, 404, None),
+        ("GET", "/projects/nope/signing-keys", None, 404, None),
+        ("GET", "/projects/p/signing-keys?page_size=501", None, 422, "query.page_size"),
+        ("DELETE", "/projects/p/signing-keys/0123456789ABCDEF", None, 422, "path.keyId"),
+        ("DELETE", "/projects/p/signing-keys/0123456789abcde", None, 422, "path.keyId"),
+        ("DELETE", "/projects/nope/signing-keys/0123456789abcdef", None, 404, None),
+    ],
+)
+async def test_signing_key_input_and_existence(
+    master_gw: Gateway, method: str, path: str, body: Any, status: int, field: str | None
+) -> None:
+    response = await master_gw.http.request(method, path, json=body, headers=key("operator"))
+    assert response.status_code == status, response.text
+    if status == 422:
+        assert [item["field"] for item in response.json()["error"]["fields"]] == [field]
+    if status == 404:
+        assert code_of(response) == "ProjectNotFound"
+
+
+async def test_without_a_master_secret_post_is_503_and_get_and_delete_still_work(gw: Gateway) -> None:
+    assert gw.app.state.settings.signing_master_key_file is None
+    response = await gw.http.post("/projects/p/signing-keys", json={"label": "x"}, headers=key("project"))
+    assert response.status_code == 503 and code_of(response) == "ServiceUnavailable", response.text
+    assert "CLOUDWALLET_SIGNING_MASTER_KEY_FILE" in response.json()["error"]["message"]
+    assert "retry-after" not in response.headers  # retrying does not help: the operator must act
+    assert gw.signing_keys.rows == {}
+
+    # Keys made elsewhere (the CLI) are still listed and revoked.
+    made = gw.signing_keys.create(master=MASTER, project_id="p", label="cli")
+    listed = await gw.http.get("/projects/p/signing-keys", headers=key("project"))
+    assert listed.status_code == 200 and [item["key_id"] for item in listed.json()["items"]] == [made.row.key_id]
+    revoked = await gw.http.delete(f"/projects/p/signing-keys/{made.row.key_id}", headers=key("project"))
+    assert revoked.status_code == 200 and revoked.json()["key_id"] == made.row.key_id
+
+
+async def test_an_unreadable_master_secret_is_503_without_its_path(gw: Gateway, tmp_path: Path) -> None:
+    settings = gw.app.state.settings
+    gw.app.state.settings = settings.model_copy(update={"signing_master_key_file": tmp_path / "missing"})
+    try:
+        response = await gw.http.post("/projects/p/signing-keys", json={}, headers=key("operator"))
+    finally:
+        gw.app.state.settings = settings
+    assert response.status_code == 503 and code_of(response) == "ServiceUnavailable", response.text
+    assert "CLOUDWALLET_SIGNING_MASTER_KEY_FILE" in response.text and str(tmp_path) not in response.text

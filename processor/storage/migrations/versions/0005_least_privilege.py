@@ -10,7 +10,7 @@ CLOUDWALLET_PROCESSOR_DB_ROLE / CLOUDWALLET_GATEWAY_DB_ROLE when migrating) that
   record_answers) INSERT and SELECT only; current state (projects, assets, customers, wallets)
   and its own offsets as it needs; nothing on api_keys. Not an owner, so it cannot drop the
   append-only trigger, alter a table or bypass row-level security.
-* gateway: SELECT on what it reads, and API-key bookkeeping (api_keys: SELECT, INSERT,
+* gateway: SELECT on what it reads (a request's stored result included), and API-key bookkeeping (api_keys: SELECT, INSERT,
   UPDATE); nothing else is writable.
 
 Row-level security (FORCE: the owner is held to it too) on everything the gateway reads: the
@@ -44,10 +44,10 @@ PROCESSOR_GRANTS = {
     'consumer_offsets': 'SELECT, INSERT, UPDATE',
 }
 GATEWAY_GRANTS = {
-    **{table: 'SELECT' for table in ('projects', 'assets', 'customers', 'wallets', 'transactions', 'wallet_entries')},
+    **{table: 'SELECT' for table in ('projects', 'assets', 'customers', 'wallets', 'transactions', 'wallet_entries', 'processed_requests')},
     'api_keys': 'SELECT, INSERT, UPDATE',
 }
-PROJECT_TABLES = ('projects', 'assets', 'customers', 'wallets', 'transactions', 'wallet_entries')
+PROJECT_TABLES = ('projects', 'assets', 'customers', 'wallets', 'transactions', 'wallet_entries', 'processed_requests')
 SCOPE = "current_setting('cloudwallet.project_id', true)"
 
 
