@@ -52,7 +52,10 @@ def _engine() -> Any:
 
 
 def _missing_table(error: Exception) -> int:
-    print(f"cloudwallet gateway-key: the api_keys table is missing; run `cloudwallet migrate` first ({type(error).__name__})", file=sys.stderr)
+    if "permission denied" in str(error):
+        print("cloudwallet gateway-key: DATABASE_URL's role may not use api_keys: run it as the gateway's role or the owner (docs/security.md)", file=sys.stderr)
+    else:
+        print(f"cloudwallet gateway-key: the api_keys table is missing; run `cloudwallet migrate` first ({type(error).__name__})", file=sys.stderr)
     return 2
 
 

@@ -58,6 +58,16 @@ class Topology:
     def env(self, *, role: str = "processor") -> dict[str, str]:
         return self.settings(role=role).environment()
 
+    def client_env(self) -> dict[str, str]:
+        """A client's environment (CLI send, tail, ingest): its Kafka login, the topics, and the
+        topology's signing key; no database, no master secret."""
+        return {
+            **self.client_kafka.environment(),
+            "CLOUDWALLET_REQUESTS_TOPIC": self.requests_topic,
+            "CLOUDWALLET_RESULTS_TOPIC": self.results_topic,
+            "CLOUDWALLET_SIGNING_KEY": self.signing_key.token(),
+        }
+
     def acl_table(self) -> list[acls.AclBinding]:
         names = {role: f"User:{self.roles.kafka[role].username}" for role in ("processor", "gateway", "client")}
         return acls.bindings(

@@ -20,11 +20,12 @@ ROOT = Path(__file__).resolve().parents[2]
 WORKLOADS = {"uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request"}
 
 
-def test_small_benchmark_is_correct(services, run_id: str, tmp_path: Path) -> None:
+def test_small_benchmark_is_correct(services, run_id: str, signing_master: Path, tmp_path: Path) -> None:
     database = f"cw_bench_smoke_{run_id}"
     output = tmp_path / "latest.json"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CLOUDWALLET_", "BENCH_"))}
     env.update({**services.kafka.environment(), "DATABASE_URL": services.admin_database_url})
+    env["CLOUDWALLET_SIGNING_MASTER_KEY_FILE"] = str(signing_master)  # the bench is the operator: it makes its signing key
     if services.processor_env_file:  # the bench runs as the operator, its processor as itself
         env["CLOUDWALLET_PROCESSOR_ENV_FILE"] = services.processor_env_file
     argv = [

@@ -702,7 +702,7 @@ def test_chunked_bodies_over_the_limit_are_refused_while_they_are_read(stack: Ga
 def test_gateway_key_cli(stack: GatewayStack) -> None:
     project = unique("cli")
     setup_project(stack.api(), project)
-    env = {**stack.topology.env(), "PATH": "/usr/bin:/bin"}
+    env = {**stack.topology.env(role="gateway"), "PATH": "/usr/bin:/bin"}  # API keys are the gateway's role's
     created = subprocess.run(
         [sys.executable, "-m", "processor.cli", "gateway-key", "create", "--kind", "project", "--project", project, "--label", "cli"],
         cwd=ROOT,

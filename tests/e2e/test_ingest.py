@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 async def ingest(topology, path: Path, *extra: str) -> tuple[int, dict, str]:
     """Run `cloudwallet ingest FILE` as a user would; return (exit code, summary, output)."""
-    env = {**os.environ, **topology.env()}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CLOUDWALLET_")}, **topology.client_env()}
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "processor.cli", "ingest", str(path), "--quiet", "--timeout", "30", *extra,
         cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
