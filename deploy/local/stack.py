@@ -32,6 +32,8 @@ Settings (environment, all optional):
   CLOUDWALLET_PG_PORT     PostgreSQL port          (default 15432)
   CLOUDWALLET_KAFKA_VERSION  Apache Kafka version  (default 4.3.1)
   CLOUDWALLET_KAFKA_HEAP  broker heap              (default 512m)
+  CLOUDWALLET_KAFKA_PLAINTEXT=1  a plain broker (no TLS, no SASL, no ACLs), only to measure what
+                          they cost; give it a CLOUDWALLET_STATE_DIR of its own
 
 Default ports sit below Linux's ephemeral range (32768-60999): a port in that range can be taken
 by any outgoing connection (a reconnecting client), and a restart then fails with
@@ -83,6 +85,7 @@ class Settings:
     pg_port: int
     kafka_version: str
     kafka_heap: str
+    kafka_plaintext: bool = False  # a plain broker: no TLS, no SASL, no ACLs (for measuring their cost)
 
     @property
     def controller_port(self) -> int:
@@ -149,6 +152,7 @@ def load_settings() -> Settings:
         pg_port=_int_setting("CLOUDWALLET_PG_PORT", 15432),
         kafka_version=os.environ.get("CLOUDWALLET_KAFKA_VERSION", DEFAULT_KAFKA_VERSION),
         kafka_heap=os.environ.get("CLOUDWALLET_KAFKA_HEAP", "512m"),
+        kafka_plaintext=os.environ.get("CLOUDWALLET_KAFKA_PLAINTEXT", "") in ("1", "true", "yes"),
     )
 
 
@@ -281,6 +285,12 @@ class KafkaWire:
 
 def kafka_metadata_brokers(settings: Settings, *, user: str = "admin", timeout: float = 2.0) -> int:
     """Log in over TLS as `user` and ask for metadata; how many brokers it lists (0 = not ready)."""
+    if settings.kafka_plaintext:
+        try:
+            with socket.create_connection(("127.0.0.1", settings.kafka_port), timeout=timeout) as sock:
+                return KafkaWire(sock).broker_count()
+        except (OSError, ValueError, struct.error):
+            return 0
     context = ssl.create_default_context(cafile=str(settings.ca_file))
     try:
         with socket.create_connection(("127.0.0.1", settings.kafka_port), timeout=timeout) as raw:
@@ -348,15 +358,59 @@ def kafka_java() -> str:
     return java
 
 
-def write_kafka_config(settings: Settings) -> Path:
-    data = settings.kafka_dir / "data"
-    data.mkdir(parents=True, exist_ok=True)
+def secure_listener_lines(settings: Settings) -> list[str]:
     tls, store_password, admin_password = settings.tls_dir, secret(settings, "tls-store"), secret(settings, "kafka-admin")
     scram_login = f'org.apache.kafka.common.security.scram.ScramLoginModule required username="admin" password="{admin_password}";'
     plain_login = (
         f'org.apache.kafka.common.security.plain.PlainLoginModule required username="admin" password="{admin_password}" '
         f'user_admin="{admin_password}";'
     )
+    return [
+        # Clients, and the broker to itself, log in with SCRAM over TLS. The controller
+        # listener uses PLAIN over TLS: KRaft cannot use SCRAM there (its credentials live
+        # in the metadata log the controller serves), so its one user is in the JAAS line.
+        f"listeners=SECURE://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.controller_port}",
+        f"advertised.listeners=SECURE://127.0.0.1:{settings.kafka_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=SECURE",
+        "listener.security.protocol.map=CONTROLLER:SASL_SSL,SECURE:SASL_SSL",
+        f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+        f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
+        f"listener.name.secure.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
+        f'listener.name.secure.scram-sha-512.sasl.jaas.config={scram_login}',
+        "sasl.mechanism.controller.protocol=PLAIN",
+        "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
+        f'listener.name.controller.plain.sasl.jaas.config={plain_login}',
+        f"ssl.keystore.type=PKCS12",
+        f"ssl.keystore.location={tls / 'broker.p12'}",
+        f"ssl.keystore.password={store_password}",
+        f"ssl.truststore.type=PKCS12",
+        f"ssl.truststore.location={tls / 'truststore.p12'}",
+        f"ssl.truststore.password={store_password}",
+        "ssl.client.auth=none",
+        "ssl.endpoint.identification.algorithm=https",
+        # Nothing is allowed without an ACL; the broker's own user (admin) is the only super user.
+        "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
+        "allow.everyone.if.no.acl.found=false",
+        "super.users=User:admin",
+    ]
+
+
+def plain_listener_lines(settings: Settings) -> list[str]:
+    """CLOUDWALLET_KAFKA_PLAINTEXT=1: no TLS, no login, no authorizer. Only for measuring what
+    security costs (docs/benchmark.md), in a state directory of its own."""
+    return [
+        f"listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{settings.kafka_port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+    ]
+
+
+def write_kafka_config(settings: Settings) -> Path:
+    data = settings.kafka_dir / "data"
+    data.mkdir(parents=True, exist_ok=True)
     config = private_dir(settings.kafka_dir) / "server.properties"  # it holds passwords
     config.touch(mode=0o600)
     config.chmod(0o600)
@@ -366,33 +420,7 @@ def write_kafka_config(settings: Settings) -> Path:
                 "process.roles=broker,controller",
                 "node.id=1",
                 f"controller.quorum.voters=1@127.0.0.1:{settings.controller_port}",
-                # Clients, and the broker to itself, log in with SCRAM over TLS. The controller
-                # listener uses PLAIN over TLS: KRaft cannot use SCRAM there (its credentials live
-                # in the metadata log the controller serves), so its one user is in the JAAS line.
-                f"listeners=SECURE://127.0.0.1:{settings.kafka_port},CONTROLLER://127.0.0.1:{settings.controller_port}",
-                f"advertised.listeners=SECURE://127.0.0.1:{settings.kafka_port}",
-                "controller.listener.names=CONTROLLER",
-                "inter.broker.listener.name=SECURE",
-                "listener.security.protocol.map=CONTROLLER:SASL_SSL,SECURE:SASL_SSL",
-                f"sasl.enabled.mechanisms={SCRAM_MECHANISM}",
-                f"sasl.mechanism.inter.broker.protocol={SCRAM_MECHANISM}",
-                f"listener.name.secure.sasl.enabled.mechanisms={SCRAM_MECHANISM}",
-                f'listener.name.secure.scram-sha-512.sasl.jaas.config={scram_login}',
-                "sasl.mechanism.controller.protocol=PLAIN",
-                "listener.name.controller.sasl.enabled.mechanisms=PLAIN",
-                f'listener.name.controller.plain.sasl.jaas.config={plain_login}',
-                f"ssl.keystore.type=PKCS12",
-                f"ssl.keystore.location={tls / 'broker.p12'}",
-                f"ssl.keystore.password={store_password}",
-                f"ssl.truststore.type=PKCS12",
-                f"ssl.truststore.location={tls / 'truststore.p12'}",
-                f"ssl.truststore.password={store_password}",
-                "ssl.client.auth=none",
-                "ssl.endpoint.identification.algorithm=https",
-                # Nothing is allowed without an ACL; the broker's own user (admin) is the only super user.
-                "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer",
-                "allow.everyone.if.no.acl.found=false",
-                "super.users=User:admin",
+                *(plain_listener_lines(settings) if settings.kafka_plaintext else secure_listener_lines(settings)),
                 f"log.dirs={data}",
                 # Topics are created explicitly by the app and the tests, with their partition counts.
                 "auto.create.topics.enable=false",
@@ -483,10 +511,11 @@ def format_kafka_storage(settings: Settings, *, java: str, classpath: str, confi
     layout of this stack (no SASL users) is a local broker's data: it is formatted again."""
     data = settings.kafka_dir / "data"
     layout = settings.kafka_dir / "security-layout"
+    wanted = "plaintext" if settings.kafka_plaintext else KAFKA_SECURITY_LAYOUT
     if (data / "meta.properties").exists():
-        if layout.exists() and layout.read_text().strip() == KAFKA_SECURITY_LAYOUT:
+        if layout.exists() and layout.read_text().strip() == wanted:
             return
-        say(f"the local broker's storage predates {KAFKA_SECURITY_LAYOUT}: formatting it again (its topics are dropped)")
+        say(f"the local broker's storage was not made for {wanted}: formatting it again (its topics are dropped)")
         shutil.rmtree(data)
         data.mkdir(parents=True)
     scram = [f"--add-scram={SCRAM_MECHANISM}=[name={user},password={secret(settings, f'kafka-{user}')}]" for user in KAFKA_USERS]
@@ -497,7 +526,7 @@ def format_kafka_storage(settings: Settings, *, java: str, classpath: str, confi
     )
     if done.returncode != 0:
         raise StackError(f"formatting Kafka storage failed:\n{done.stdout}{done.stderr}")
-    layout.write_text(KAFKA_SECURITY_LAYOUT)
+    layout.write_text(wanted)
 
 
 def kafka_cluster_id() -> str:
@@ -761,7 +790,7 @@ DATABASE_ROLES = {"admin": DB_USER, "processor": "cloudwallet_processor", "gatew
 
 def role_env(settings: Settings, role: str) -> dict[str, str]:
     """What `role` needs to connect: no password itself, only the files that hold them."""
-    env = {
+    env = {"KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers, "CLOUDWALLET_KAFKA_SECURITY_PROTOCOL": "PLAINTEXT"} if settings.kafka_plaintext else {
         "KAFKA_BOOTSTRAP_SERVERS": settings.bootstrap_servers,
         "CLOUDWALLET_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "CLOUDWALLET_KAFKA_SASL_MECHANISM": SCRAM_MECHANISM,
@@ -785,7 +814,7 @@ def print_env(settings: Settings, *, role: str = "client") -> None:
 
 
 def status(settings: Settings) -> dict[str, object]:
-    kafka_ready = settings.ca_file.exists() and kafka_metadata_brokers(settings) > 0
+    kafka_ready = (settings.kafka_plaintext or settings.ca_file.exists()) and kafka_metadata_brokers(settings) > 0
     pg_version = pg_version_running(settings)
     return {
         "kafka": {

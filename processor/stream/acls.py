@@ -95,6 +95,13 @@ class AclRefused(RuntimeError):
     """The broker refused to create an ACL (the message says which and why)."""
 
 
+class NoAuthorizer(AclRefused):
+    """The broker runs without an authorizer (a plain broker): there are no ACLs to apply."""
+
+
+SECURITY_DISABLED = 54  # Kafka's error code: no authorizer configured
+
+
 async def apply(*, kafka: KafkaConnection, table: Iterable[AclBinding]) -> int:
     """Create every binding (creating one that exists changes nothing); returns how many."""
     return await _send_each(kafka=kafka, table=table, request=CreateAclsRequest, results="creation_responses")
@@ -114,6 +121,8 @@ async def _send_each(*, kafka: KafkaConnection, table: Iterable[AclBinding], req
             sent = request(binding.resource, binding.name, binding.pattern, binding.principal, "*", binding.operation, ALLOW)
             response = await admin._send_request(sent)
             for error_code, error_message, *_ in getattr(response, results):
+                if error_code == SECURITY_DISABLED:
+                    raise NoAuthorizer("the broker has no authorizer (a plain broker): there are no ACLs to apply")
                 if error_code != 0:
                     raise AclRefused(f"the broker refused {request.__name__} for {binding}: error {error_code} {error_message or ''}".strip())
             count += 1
