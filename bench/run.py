@@ -199,6 +199,11 @@ def print_table(results: dict[str, Any]) -> str:
     return "\n".join(rows)
 
 
+def _shown(path: Path) -> str:
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     admin_url = os.environ.get("DATABASE_URL")
@@ -220,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     output: dict[str, Any] = {
         "generated_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
-        "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("selected",)},
+        # Paths relative to the clone (the file is committed: no path of the machine in it).
+        "config": {k: (_shown(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("selected",)},
         # No secrets and no paths of this machine: passwords, password and CA files, URLs.
         "processor_settings": {k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and not any(word in k for word in ("URL", "PASSWORD", "_FILE"))},
         "workloads": {},

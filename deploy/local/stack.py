@@ -457,7 +457,8 @@ def write_kafka_config(settings: Settings) -> Path:
 
 def kafka_up(settings: Settings) -> None:
     pid_file = settings.kafka_dir / "kafka.pid"
-    ensure_tls(settings)
+    if not settings.kafka_plaintext:
+        ensure_tls(settings)
     if read_pid(pid_file) and kafka_metadata_brokers(settings) > 0:
         say(f"Kafka already running on {settings.bootstrap_servers}")
         return
