@@ -114,6 +114,12 @@ def run_with_processor(*, args: argparse.Namespace, settings: ProcessorSettings,
         stop_processor(processor)
 
 
+def _shown(path: Path) -> str:
+    """A path as the committed report may name it: relative to the clone, never the machine's."""
+    resolved = path.resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path.name
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     suffix = uuid.uuid4().hex[:8]
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
             asyncio.run(topics.delete_topics(kafka=settings.kafka, names=names))
     if found is None:
         return 1
-    found["run"] |= {"requests_topic": settings.requests_topic, "consumer_group": settings.consumer_group, "processor_log": str(log_path)}
+    found["run"] |= {"requests_topic": settings.requests_topic, "consumer_group": settings.consumer_group, "processor_log": _shown(log_path)}
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(json.dumps(found, indent=2, default=str) + "\n")
     print(render(found))
