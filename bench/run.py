@@ -227,8 +227,10 @@ def main(argv: list[str] | None = None) -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()},
         # Paths relative to the clone (the file is committed: no path of the machine in it).
         "config": {k: (_shown(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k not in ("selected",)},
-        # No secrets and no paths of this machine: passwords, password and CA files, URLs.
-        "processor_settings": {k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and not any(word in k for word in ("URL", "PASSWORD", "_FILE"))},
+        # No secrets and no paths of this machine: passwords, keys, secrets, files, URLs.
+        "processor_settings": {
+            k: v for k, v in os.environ.items() if k.startswith("CLOUDWALLET_") and not any(word in k for word in ("URL", "PASSWORD", "_FILE", "KEY", "SECRET", "TOKEN"))
+        },
         "workloads": {},
         "setup": {},
         "targets": {},

@@ -23,12 +23,23 @@ def _settings() -> ProcessorSettings:
 
 def run(args: argparse.Namespace) -> int:
     from processor.signing import SigningError
-    from processor.storage.migrate import upgrade_to_head
+    import sqlalchemy as sa
+
+    from processor.storage.migrate import processor_role_problem, upgrade_to_head
     from processor.stream.app import Processor
 
     settings = _settings()
     if not args.no_migrate:
-        upgrade_to_head(database_url=settings.database_url)
+        try:
+            upgrade_to_head(database_url=settings.database_url)  # at head: reads alembic_version only
+        except sa.exc.ProgrammingError as error:
+            if "permission denied" not in str(error) and "must be owner" not in str(error):
+                raise
+            print("cloudwallet run: the schema is behind and the processor's role may not migrate it: run `cloudwallet migrate` as the owner", file=sys.stderr)
+            return 2
+    if problem := processor_role_problem(database_url=settings.database_url):
+        print(f"cloudwallet run: {problem}", file=sys.stderr)
+        return 2
     try:
         processor = Processor(settings=settings)
     except SigningError as error:

@@ -48,8 +48,8 @@ def processor_environment(settings: ProcessorSettings, *, environ: Mapping[str, 
     env.update(settings.environment())
     login = processor_login(environ)
     if login:
-        for name in [name for name in env if name.startswith("CLOUDWALLET_KAFKA_")]:
-            del env[name]  # the operator's password must not reach the child
+        for name in [name for name in env if name.startswith(("CLOUDWALLET_KAFKA_", "CLOUDWALLET_SIGNING_KEY"))]:
+            del env[name]  # the operator's password and signing key must not reach the child
         env.update(login)
         env["DATABASE_URL"] = processor_database_url(settings.database_url, environ=environ)
     return env

@@ -84,6 +84,7 @@ class Reply:
     key: bytes
     value: bytes  # the reference's real answer: for a duplicate, the original's
     duplicate: str | None = None  # SAME_REQUEST | DIFFERENT_REQUEST for a repeat of a spent reference
+    honours_reply_to: bool = True  # False for a refused request: it may not direct where anything goes
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -173,12 +174,14 @@ def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord]
 def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     now = datetime.now(UTC)
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
-    candidates = [d for d in decoded if d.request is not None]
 
     with UnitOfWork(engine) as uow:
+        floors = _floors(uow, decoded, consumer_group=consumer_group)
+        # Before any state is loaded: a refused request locks nothing of the project it aimed at.
+        decoded, refused = _authenticate(uow, decoded, verifier=verifier, floors=floors, now=now)
+        candidates = [d for d in decoded if d.request is not None]
         state = uow.load_state(state_keys([d.request for d in candidates]))  # type: ignore[misc]
-        decoded = _hold_replays(uow, decoded, state=state, consumer_group=consumer_group)
-        decoded, refused = _authenticate(uow, decoded, verifier=verifier, now=now)
+        decoded = _hold_replays(uow, decoded, state=state, floors=floors)
         to_apply = [d for d in decoded if d.request is not None]
         outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now)  # type: ignore[misc]
         for index, fault in outcome.faults:
@@ -209,40 +212,53 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
     return report
 
 
-def _hold_replays(uow: UnitOfWork, decoded: list[Decoded], *, state: LedgerState, consumer_group: str) -> list[Decoded]:
-    """Records below PostgreSQL's stored offset were processed before (a replay after a crash or
-    a rebalance): never evaluated again. One whose reference is spent goes on to the engine,
-    which answers it from the stored result and changes nothing; any other gets back the answer
-    stored for it (`record_answers`), and is answered, not applied."""
+def _floors(uow: UnitOfWork, decoded: Sequence[Decoded], *, consumer_group: str) -> dict[tuple[str, int], int]:
+    """PostgreSQL's stored offsets of the batch's partitions: what is below was processed before."""
     floors: dict[tuple[str, int], int] = {}
     for topic in {d.record.topic for d in decoded}:
         floors.update({(topic, p): o for p, o in uow.load_offsets(consumer_group=consumer_group, topic=topic).items()})
+    return floors
+
+
+def _below_floor(item: Decoded, floors: Mapping[tuple[str, int], int]) -> bool:
+    return item.record.offset < floors.get((item.record.topic, item.record.partition), 0)
+
+
+def _hold_replays(uow: UnitOfWork, decoded: list[Decoded], *, state: LedgerState, floors: Mapping[tuple[str, int], int]) -> list[Decoded]:
+    """Records below PostgreSQL's stored offset were processed before (a replay after a crash or
+    a rebalance): never evaluated again. One that got an answer kept by record
+    (`record_answers`: it spent nothing, e.g. ProjectNotFound or Unauthorized) gets it back; one
+    whose reference is spent goes on to the engine, which answers it from the stored result and
+    changes nothing; any other is answered, not applied."""
+    below = [d for d in decoded if d.request is not None and _below_floor(d, floors)]
+    if not below:
+        return decoded
+    stored = uow.load_record_answers([(d.record.topic, d.record.partition, d.record.offset) for d in below])
     held = [
         d
-        for d in decoded
-        if d.request is not None
-        and d.record.offset < floors.get((d.record.topic, d.record.partition), 0)
-        and (request_project_id(d.request), d.request.reference_id) not in state.references
+        for d in below
+        if (d.record.topic, d.record.partition, d.record.offset) in stored
+        or (request_project_id(d.request), d.request.reference_id) not in state.references  # type: ignore[union-attr]
     ]
-    if not held:
-        return decoded
-    stored = uow.load_record_answers([(d.record.topic, d.record.partition, d.record.offset) for d in held])
     answered = {id(d): _held_answer(d, stored) for d in held}
     return [answered.get(id(d), d) for d in decoded]
 
 
-def _authenticate(uow: UnitOfWork, decoded: list[Decoded], *, verifier: Verifier, now: datetime) -> tuple[list[Decoded], list[tuple[Source, Result]]]:
+def _authenticate(
+    uow: UnitOfWork, decoded: list[Decoded], *, verifier: Verifier, floors: Mapping[tuple[str, int], int], now: datetime
+) -> tuple[list[Decoded], list[tuple[Source, Result]]]:
     """The tenant wall: a request whose signature does not hold (processor/signing.py) is
     answered Unauthorized and never reaches the ledger. The answer is kept by record, like any
-    answer that spent nothing: a replay gets it back even if the key changed in between."""
-    requests = [d for d in decoded if d.request is not None]
+    answer that spent nothing. A replay (below PostgreSQL's offset) is not checked again: it was
+    checked the first time, and gets its first answer back whatever became of the key since."""
+    requests = [d for d in decoded if d.request is not None and not _below_floor(d, floors)]
     named = {key_id_of(d.record.header_bytes(KEY_ID_HEADER)) for d in requests} - {None}
     scopes = uow.load_signing_keys(sorted(named))  # type: ignore[arg-type]
     checked: list[Decoded] = []
     refused: list[tuple[Source, Result]] = []
     for item in decoded:
         request, record = item.request, item.record
-        if request is None:
+        if request is None or _below_floor(item, floors):
             checked.append(item)
             continue
         raw_key_id = record.header_bytes(KEY_ID_HEADER)
@@ -343,6 +359,8 @@ class _Answers:
             assert item.rejection is not None, "a record is a request, a rejection or a dead letter"
             key = _rejection_key(item)
             original = self.originals.get(key) if key is not None else None
+            if item.rejection.error is not None and item.rejection.error.code == ErrorCode.Unauthorized:
+                return self._refusal(record, item.rejection, spent=original is not None)
             if original is None:
                 return Reply(record=record, result=item.rejection, key=key_of(item.rejection), value=self._json(item.rejection))
             # An invalid request can never be the one that spent the reference.
@@ -357,6 +375,13 @@ class _Answers:
         stored_hash = self.hashes.get(key)
         same = stored_hash is None or stored_hash == fingerprint(record)
         return self._duplicate(record, result, original, SAME_REQUEST if same else DIFFERENT_REQUEST)
+
+    def _refusal(self, record: SourceRecord, refusal: Result, *, spent: bool) -> Reply:
+        """An Unauthorized answer: the refusal alone, on the results topic. Never the original of
+        a spent reference (the request may not read it), and then under a key of its own, which
+        no real answer has, so that compaction keeps the original."""
+        key = f"/unauthorized/{record.topic}/{record.partition}/{record.offset}".encode() if spent else key_of(refusal)
+        return Reply(record=record, result=refusal, key=key, value=self._json(refusal), honours_reply_to=False)
 
     def _duplicate(self, record: SourceRecord, result: Result, original: Result, kind: str) -> Reply:
         return Reply(record=record, result=result, key=key_of(original), value=self._json(original), duplicate=kind)

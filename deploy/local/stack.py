@@ -199,11 +199,13 @@ def secret(settings: Settings, name: str) -> str:
     return secret_file(settings, name).read_text().strip()
 
 
-def _keytool(*args: str) -> None:
+def _keytool(*args: str, store_password: str) -> None:
     keytool = shutil.which("keytool")
     if keytool is None:
         raise StackError("keytool is missing: it comes with the JDK (Debian: apt-get install openjdk-17-jdk-headless)")
-    done = subprocess.run([keytool, *args], capture_output=True, text=True)
+    # The store password goes by environment (-storepass:env), never on a command line `ps` shows.
+    env = dict(os.environ, CLOUDWALLET_STORE_PASSWORD=store_password)
+    done = subprocess.run([keytool, *args], capture_output=True, text=True, env=env)
     if done.returncode != 0:
         raise StackError(f"keytool {args[0]} failed:\n{done.stdout}{done.stderr}")
 
@@ -217,18 +219,18 @@ def ensure_tls(settings: Settings) -> None:
     for stale in tls.iterdir():
         stale.unlink()
     store_password = secret(settings, "tls-store")
-    common = ("-storetype", "PKCS12", "-storepass", store_password)
+    common = ("-storetype", "PKCS12", "-storepass:env", "CLOUDWALLET_STORE_PASSWORD")
     key = ("-keyalg", "EC", "-groupname", "secp256r1")
     names = "SAN=ip:127.0.0.1,dns:localhost"
     say(f"creating a local CA and a broker certificate in {tls}")
-    _keytool("-genkeypair", "-alias", "ca", *key, "-dname", "CN=cloudwallet local CA", "-ext", "bc:c", "-validity", "3650", "-keystore", str(tls / "ca.p12"), *common)
-    _keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-file", str(settings.ca_file), *common)
-    _keytool("-genkeypair", "-alias", "broker", *key, "-dname", "CN=localhost", "-ext", names, "-validity", "825", "-keystore", str(tls / "broker.p12"), *common)
-    _keytool("-certreq", "-alias", "broker", "-keystore", str(tls / "broker.p12"), "-file", str(tls / "broker.csr"), *common)
-    _keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-infile", str(tls / "broker.csr"), "-outfile", str(tls / "broker.pem"), "-ext", names, "-validity", "825", *common)
-    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "broker.p12"), *common)
-    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"), "-keystore", str(tls / "broker.p12"), *common)
-    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "truststore.p12"), *common)
+    _keytool("-genkeypair", "-alias", "ca", *key, "-dname", "CN=cloudwallet local CA", "-ext", "bc:c", "-validity", "3650", "-keystore", str(tls / "ca.p12"), *common, store_password=store_password)
+    _keytool("-exportcert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-file", str(settings.ca_file), *common, store_password=store_password)
+    _keytool("-genkeypair", "-alias", "broker", *key, "-dname", "CN=localhost", "-ext", names, "-validity", "825", "-keystore", str(tls / "broker.p12"), *common, store_password=store_password)
+    _keytool("-certreq", "-alias", "broker", "-keystore", str(tls / "broker.p12"), "-file", str(tls / "broker.csr"), *common, store_password=store_password)
+    _keytool("-gencert", "-rfc", "-alias", "ca", "-keystore", str(tls / "ca.p12"), "-infile", str(tls / "broker.csr"), "-outfile", str(tls / "broker.pem"), "-ext", names, "-validity", "825", *common, store_password=store_password)
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "broker.p12"), *common, store_password=store_password)
+    _keytool("-importcert", "-noprompt", "-alias", "broker", "-file", str(tls / "broker.pem"), "-keystore", str(tls / "broker.p12"), *common, store_password=store_password)
+    _keytool("-importcert", "-noprompt", "-alias", "ca", "-file", str(settings.ca_file), "-keystore", str(tls / "truststore.p12"), *common, store_password=store_password)
     settings.ca_file.chmod(0o644)  # a CA certificate is public
 
 
@@ -644,8 +646,10 @@ def pg_up(settings: Settings) -> None:
         say(f"creating a PostgreSQL cluster in {data}")
         # initdb runs as the cluster's owner, who must be able to read the password file.
         pwfile = settings.pg_dir / "initdb.pw"
-        pwfile.write_text(secret(settings, "pg-postgres") + "\n")
-        pwfile.chmod(0o600)
+        pwfile.unlink(missing_ok=True)
+        fd = os.open(pwfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never readable by others
+        with os.fdopen(fd, "w") as out:
+            out.write(secret(settings, "pg-postgres") + "\n")
         if owner:
             shutil.chown(pwfile, owner)
         try:
@@ -808,10 +812,16 @@ def role_env(settings: Settings, role: str) -> dict[str, str]:
     return env
 
 
+# Where the services are may be set from outside; who connects never is (a shell holding the
+# operator's settings must not turn `env --as gateway` into the operator).
+LOCATION_SETTINGS = ("KAFKA_BOOTSTRAP_SERVERS",)
+
+
 def print_env(settings: Settings, *, role: str = "client") -> None:
-    """Print `role`'s settings as shell exports; settings already in the environment win."""
+    """Print `role`'s settings as shell exports; a location already in the environment wins."""
     for name, value in role_env(settings, role).items():
-        print(f"export {name}={shlex.quote(os.environ.get(name) or value)}")
+        shown = (os.environ.get(name) or value) if name in LOCATION_SETTINGS else value
+        print(f"export {name}={shlex.quote(shown)}")
 
 
 def status(settings: Settings) -> dict[str, object]:

@@ -1061,6 +1061,11 @@ def create_app(settings: GatewaySettings, *, client: WalletClient | None = None)
                 # requests and read results (processor/stream/acls.py).
                 await wallet_client.start()
             app.state.client = wallet_client
+            if own_client and settings.client_signing_key is None:
+                log.warning(
+                    "the gateway has no signing key (CLOUDWALLET_SIGNING_KEY[_FILE]): a processor that requires signatures "
+                    "answers every write Unauthorized (500); give it an operator key: cloudwallet signing-key create --operator"
+                )
             log.info("gateway ready: requests to %s, results from %s", settings.requests_topic, settings.results_topic)
             yield
         finally:

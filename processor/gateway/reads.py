@@ -104,7 +104,9 @@ class Reads:
     @contextmanager
     def connect(self, *, project_id: str) -> Iterator[sa.Connection]:
         # Invariant: the scope is one valid project ID or all of them ('*' is no valid project ID).
-        assert project_id == ALL_PROJECTS or is_project_id(project_id), project_id
+        # Raised, not asserted: it must hold under `python -O` too.
+        if project_id != ALL_PROJECTS and not is_project_id(project_id):
+            raise ValueError(f"a read is scoped to one valid project ID or to all of them, not {project_id!r}")
         with self.engine.connect() as connection:
             connection.execute(sa.select(sa.func.set_config("cloudwallet.project_id", project_id, True)))
             yield connection

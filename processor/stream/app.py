@@ -275,7 +275,7 @@ class Processor:
     async def _outgoing(self, report: BatchReport) -> list[Outgoing]:
         results_topic = self.settings.results_topic
         # An empty or absent reply_to names no topic.
-        wanted = [reply.record.header_bytes(REPLY_TO_HEADER) or None for reply in report.replies]
+        wanted = [(reply.record.header_bytes(REPLY_TO_HEADER) or None) if reply.honours_reply_to else None for reply in report.replies]
         named = [raw for raw in wanted if raw is not None]
         refusals = await self.reply_targets.refusals(named) if named else {}  # type: ignore[union-attr]
         outgoing: list[Outgoing] = []

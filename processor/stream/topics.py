@@ -5,18 +5,15 @@ from __future__ import annotations
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 
 from processor.settings import ProcessorSettings
 
-DLQ_OVERHEAD_BYTES = 256 * 1024
+DLQ_OVERHEAD_BYTES = 256 * 1024  # a dead letter's key, headers and batch framing, at most
 TOPIC_ALREADY_EXISTS = 36  # Kafka's error code: another instance created it first
 
 
 class TopicsNotCreated(RuntimeError):
     """The broker refused to create a topic (most often: no CREATE ACL)."""
-
-  # a dead letter's key, headers and batch framing, at most
 
 log = logging.getLogger(__name__)
 
@@ -46,10 +43,7 @@ async def ensure_topics(*, settings: ProcessorSettings) -> None:
         existing = set(await admin.list_topics())
         missing = [topic for topic in wanted if topic.name not in existing]
         if missing:
-            try:
-                response = await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                return  # another instance created it first
+            response = await admin.create_topics(missing)  # errors come back as codes, not raised
             refused = [(name, code, message) for name, code, message, *_ in response.topic_errors if code not in (0, TOPIC_ALREADY_EXISTS)]
             if refused:
                 raise TopicsNotCreated(

@@ -12,11 +12,11 @@ import sqlalchemy as sa
 from processor.service import process_batch
 from processor.signing import Verifier
 
-UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
 from processor.storage.audit import audit_ledger
 from processor.stream.decode import SourceRecord
 
 pytestmark = pytest.mark.integration
+UNSIGNED = Verifier(master=None, required=False)  # signatures: tests/e2e/test_security.py, test_replays.py
 
 
 def test_balances_beyond_float_precision_stay_exact(processor_database_url: str) -> None:

@@ -15,13 +15,13 @@ from processor.ledger.keys import state_keys
 from processor.service import process_batch
 from processor.signing import Verifier
 
-UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
 from processor.storage.audit import audit_ledger
 from processor.storage.unit_of_work import UnitOfWork
 from processor.stream.decode import SourceRecord
 from schemas.requests import RequestAdapter
 
 pytestmark = pytest.mark.integration
+UNSIGNED = Verifier(master=None, required=False)  # signatures: tests/e2e/test_security.py, test_replays.py
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

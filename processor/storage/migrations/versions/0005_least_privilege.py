@@ -25,6 +25,7 @@ see docs/security.md). A superuser running the migration makes them NOLOGIN when
 """
 
 import os
+import re
 
 from alembic import op
 
@@ -55,8 +56,9 @@ def _roles() -> tuple[str, str]:
     processor = os.environ.get('CLOUDWALLET_PROCESSOR_DB_ROLE', 'cloudwallet_processor')
     gateway = os.environ.get('CLOUDWALLET_GATEWAY_DB_ROLE', 'cloudwallet_gateway')
     for role in (processor, gateway):
-        if not role.replace('_', '').isalnum():
-            raise ValueError(f'database role name {role!r}: letters, digits and _ only')
+        # Folded to lower case by GRANT but compared as written in pg_roles: lower case only.
+        if re.fullmatch(r'[a-z_][a-z0-9_]{0,62}', role) is None:
+            raise ValueError(f'database role name {role!r}: lower-case letters, digits and _ only')
     return processor, gateway
 
 
@@ -64,7 +66,7 @@ def _ensure_role(role: str, *, options: str) -> None:
     """The role exists with `options` (made NOLOGIN by a superuser), or the migration stops and
     says what the DBA must run."""
     create = f"CREATE ROLE {role} NOLOGIN {options}".strip()
-    checks = " AND ".join(f"{column}" for column in (["rolbypassrls"] if "BYPASSRLS" in options else ["true"]))
+    checks = "rolbypassrls" if "BYPASSRLS" in options else "true"
     op.execute(
         f"""DO $$ BEGIN
           IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN

@@ -9,6 +9,7 @@ processor reads keys; the gateway (and the operator's CLI) makes and revokes the
 """
 
 import os
+import re
 
 from alembic import op
 import sqlalchemy as sa
@@ -17,6 +18,13 @@ revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
+
+
+def _role(setting: str, default: str) -> str:
+    role = os.environ.get(setting, default)
+    if re.fullmatch(r'[a-z_][a-z0-9_]{0,62}', role) is None:
+        raise ValueError(f'{setting}={role!r}: a database role name here is lower-case letters, digits and _')
+    return role
 
 
 def upgrade() -> None:
@@ -32,10 +40,10 @@ def upgrade() -> None:
         sa.CheckConstraint("key_id ~ '^[0-9a-f]{16}$'", name=op.f('ck_signing_keys_key_id_format')),
     )
     op.create_index('ix_signing_keys_project', 'signing_keys', ['project_id', 'key_id'])
-    processor = os.environ.get('CLOUDWALLET_PROCESSOR_DB_ROLE', 'cloudwallet_processor')
-    gateway = os.environ.get('CLOUDWALLET_GATEWAY_DB_ROLE', 'cloudwallet_gateway')
+    processor, gateway = _role('CLOUDWALLET_PROCESSOR_DB_ROLE', 'cloudwallet_processor'), _role('CLOUDWALLET_GATEWAY_DB_ROLE', 'cloudwallet_gateway')
     op.execute(f'GRANT SELECT ON signing_keys TO {processor}')
-    op.execute(f'GRANT SELECT, INSERT, UPDATE ON signing_keys TO {gateway}')
+    # The gateway makes keys and revokes them; it can never change a key's scope or secret hash.
+    op.execute(f'GRANT SELECT, INSERT, UPDATE (revoked_at) ON signing_keys TO {gateway}')
 
 
 def downgrade() -> None:
