@@ -381,7 +381,10 @@ async def test_a_database_outage_pauses_processing_and_loses_nothing(processors,
     proxy = await TcpProxy(target_host=url.host, target_port=url.port).start()
     proxied_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
     try:
-        worker = processors("flaky-db", extra_env={"DATABASE_URL": proxied_url, "CLOUDWALLET_BATCH_MAX_RECORDS": "25"})
+        worker = processors("flaky-db", extra_env={"DATABASE_URL": proxied_url, "CLOUDWALLET_BATCH_MAX_RECORDS": "25"}, wait=False)
+        # Waited for in a thread: the processor checks its database role at start, through the
+        # proxy, which runs on this test's event loop.
+        await asyncio.to_thread(worker.wait_started)
         project = f"db-outage-{uuid.uuid4().hex[:6]}"
         wallets = [f"w{i}" for i in range(8)]
         await submit_all(client, project_setup(project, wallets, fund="1000"))
