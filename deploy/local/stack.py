@@ -464,6 +464,11 @@ def kafka_up(settings: Settings) -> None:
     if read_pid(pid_file) and kafka_metadata_brokers(settings) > 0:
         say(f"Kafka already running on {settings.bootstrap_servers}")
         return
+    if read_pid(pid_file):
+        raise StackError(
+            "the local broker is running but does not answer as this stack configures it (an older stack's, or a plain one): "
+            "run `python3 deploy/local/stack.py down kafka`, then `up` again"
+        )
     if port_open(settings.kafka_port) or port_open(settings.controller_port):
         raise StackError(
             f"port {settings.kafka_port} or {settings.controller_port} on 127.0.0.1 is taken by another process: "
