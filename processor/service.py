@@ -45,7 +45,7 @@ from processor.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, key_id_
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
 from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
-from schemas.requests import is_reference_id
+from schemas.requests import RequestModel, is_reference_id
 from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result, result_key
 
 log = logging.getLogger(__name__)
@@ -272,16 +272,21 @@ def _authenticate(
         if reason is None:
             checked.append(item)
             continue
-        answer = failed_result(
-            reference_id=request.reference_id,
-            project_id=request_project_id(request),
-            request_type=request.type,
-            error=error_info(ErrorCode.Unauthorized, f"{reason}; nothing was applied"),
-            processed_at=now,
-        )
+        answer = _failed(request, ErrorCode.Unauthorized, f"{reason}; nothing was applied", now=now)
         checked.append(Decoded(record=record, rejection=answer))
         refused.append(((record.topic, record.partition, record.offset), answer))
     return checked, refused
+
+
+def _failed(request: RequestModel, code: ErrorCode, message: str, *, now: datetime) -> Result:
+    """A Failed answer to `request` that the service gives itself (nothing was applied)."""
+    return failed_result(
+        reference_id=request.reference_id,
+        project_id=request_project_id(request),
+        request_type=request.type,
+        error=error_info(code, message),
+        processed_at=now,
+    )
 
 
 def _held_answer(item: Decoded, stored: Mapping[Source, Result]) -> Decoded:
@@ -290,13 +295,7 @@ def _held_answer(item: Decoded, stored: Mapping[Source, Result]) -> Decoded:
     answer = stored.get((record.topic, record.partition, record.offset))
     if answer is None:  # processed before its answer was kept (an older version): never applied twice
         message = "this record was processed before and is not applied again; its first answer was not kept"
-        answer = failed_result(
-            reference_id=request.reference_id,
-            project_id=request_project_id(request),
-            request_type=request.type,
-            error=error_info(ErrorCode.InternalError, message),
-            processed_at=datetime.now(UTC),
-        )
+        answer = _failed(request, ErrorCode.InternalError, message, now=datetime.now(UTC))
     return Decoded(record=record, rejection=answer)
 
 
@@ -401,13 +400,7 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
     if item.request is not None:
         request = item.request
         message = f"this request could not be processed ({type(error).__name__}); nothing was applied"
-        failed = failed_result(
-            reference_id=request.reference_id,
-            project_id=request_project_id(request),
-            request_type=request.type,
-            error=error_info(ErrorCode.InternalError, message),
-            processed_at=now,
-        )
+        failed = _failed(request, ErrorCode.InternalError, message, now=now)
         item = Decoded(record=record, rejection=failed)  # answered, never applied
     key = _rejection_key(item)
     report = BatchReport()

@@ -43,7 +43,6 @@ class Operation(IntEnum):  # Kafka's AclOperation codes
     READ = 3
     WRITE = 4
     CREATE = 5
-    DESCRIBE = 8
 
 
 ALLOW = 3
