@@ -15,7 +15,7 @@ def _settings() -> ProcessorSettings:
     try:
         settings = load(ProcessorSettings)
     except SettingsError as error:
-        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env)\")", file=sys.stderr)
+        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env --as ROLE)\", ROLE = admin, processor, gateway or client)", file=sys.stderr)
         raise SystemExit(2) from None
     assert isinstance(settings, ProcessorSettings)
     return settings
@@ -164,7 +164,7 @@ def kafka_acls(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cloudwallet", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    p = commands.add_parser("run", help="run the processor (migrates the database first)")
+    p = commands.add_parser("run", help="run the processor (migrates first when its role may; the owner runs `migrate`)")
     p.add_argument("--no-migrate", action="store_true", help="do not run database migrations at start")
     p.set_defaults(func=run)
     p = commands.add_parser("send", help="send one request (JSON, or - for stdin) and print its result")

@@ -799,7 +799,7 @@ def run_command(args: argparse.Namespace) -> int:
     try:
         settings = load(IngestSettings)
     except SettingsError as error:
-        print(f'cloudwallet ingest: {error}\n(for the local stack: eval "$(python3 deploy/local/stack.py env)")', file=sys.stderr)
+        print(f'cloudwallet ingest: {error}\n(for the local stack: eval "$(python3 deploy/local/stack.py env --as client)" and CLOUDWALLET_SIGNING_KEY_FILE)', file=sys.stderr)
         return 2
     assert isinstance(settings, IngestSettings)
     if not args.file.is_file():

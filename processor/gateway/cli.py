@@ -16,7 +16,7 @@ def _load(settings_class: Any) -> Any:
     try:
         return load(settings_class)
     except SettingsError as error:
-        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env)\")", file=sys.stderr)
+        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env --as ROLE)\", ROLE = admin, processor, gateway or client)", file=sys.stderr)
         raise SystemExit(2) from None
 
 
@@ -190,7 +190,7 @@ def add_signing_commands(commands: Any) -> None:
 
 def add_commands(commands: Any) -> None:
     """Register `gateway` and `gateway-key` on the `cloudwallet` subparsers."""
-    p = commands.add_parser("gateway", help="serve the HTTP gateway (migrates the database first)")
+    p = commands.add_parser("gateway", help="serve the HTTP gateway (use --no-migrate: the owner runs `cloudwallet migrate`)")
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8080)
     p.add_argument("--no-migrate", action="store_true", help="do not run database migrations at start")
