@@ -150,8 +150,12 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
 
     def environment(self) -> dict[str, str]:
         """These settings as the environment of a `cloudwallet run` child process."""
+        kafka = self.kafka.environment()
+        if self.kafka_password_file is not None:  # the child reads the file too: no password in its environment
+            kafka.pop("CLOUDWALLET_KAFKA_PASSWORD", None)
+            kafka["CLOUDWALLET_KAFKA_PASSWORD_FILE"] = str(self.kafka_password_file)
         return {
-            **self.kafka.environment(),
+            **kafka,
             "DATABASE_URL": self.database_url,
             "CLOUDWALLET_REQUESTS_TOPIC": self.requests_topic,
             "CLOUDWALLET_RESULTS_TOPIC": self.results_topic,

@@ -76,7 +76,10 @@ def test_the_password_can_come_from_a_file(clean_env, tmp_path):
         clean_env.setenv(name, value)
     clean_env.delenv("CLOUDWALLET_KAFKA_PASSWORD")
     clean_env.setenv("CLOUDWALLET_KAFKA_PASSWORD_FILE", str(secret))
-    assert load(ProcessorSettings).kafka.options()["sasl_plain_password"] == "from-a-file"
+    settings = load(ProcessorSettings)
+    assert settings.kafka.options()["sasl_plain_password"] == "from-a-file"
+    child = settings.environment()  # a child process reads the same file
+    assert child["CLOUDWALLET_KAFKA_PASSWORD_FILE"] == str(secret) and "CLOUDWALLET_KAFKA_PASSWORD" not in child
     clean_env.setenv("CLOUDWALLET_KAFKA_PASSWORD_FILE", str(tmp_path / "missing"))
     with pytest.raises(SettingsError, match="CLOUDWALLET_KAFKA_PASSWORD_FILE"):
         load(ProcessorSettings)
