@@ -62,6 +62,28 @@ FAILED_WITH_ENTRIES = sa.text(
     """
 )
 
+# History whose parent is missing. The history tables have no foreign keys (migration 0007): the
+# batch that writes a row guarantees its parent, and these checks prove it did.
+ORPHANS = sa.text(
+    """
+    SELECT 'entry without wallet', e.project_id, e.entry_id::text FROM wallet_entries e
+    WHERE (CAST(:project_id AS text) IS NULL OR e.project_id = :project_id)
+      AND NOT EXISTS (SELECT 1 FROM wallets w WHERE w.project_id = e.project_id AND w.wallet_id = e.wallet_id)
+    UNION ALL
+    SELECT 'entry without transaction', e.project_id, e.entry_id::text FROM wallet_entries e
+    WHERE (CAST(:project_id AS text) IS NULL OR e.project_id = :project_id)
+      AND NOT EXISTS (SELECT 1 FROM transactions t WHERE t.project_id = e.project_id AND t.transaction_id = e.transaction_id)
+    UNION ALL
+    SELECT 'transaction without project', t.project_id, t.transaction_id FROM transactions t
+    WHERE (CAST(:project_id AS text) IS NULL OR t.project_id = :project_id)
+      AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.project_id = t.project_id)
+    UNION ALL
+    SELECT 'reference without project', r.project_id, r.reference_id FROM processed_requests r
+    WHERE (CAST(:project_id AS text) IS NULL OR r.project_id = :project_id)
+      AND NOT EXISTS (SELECT 1 FROM projects p WHERE p.project_id = r.project_id)
+    """
+)
+
 
 @dataclass(kw_only=True)
 class AuditReport:
@@ -70,11 +92,13 @@ class AuditReport:
     asset_mismatches: list[tuple] = field(default_factory=list)
     negative_balances: list[tuple] = field(default_factory=list)
     failed_with_entries: list[tuple] = field(default_factory=list)
+    orphans: list[tuple] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
             self.wallet_mismatches or self.last_entry_mismatches or self.asset_mismatches or self.negative_balances or self.failed_with_entries
+            or self.orphans
         )
 
 
@@ -90,4 +114,5 @@ def audit_ledger(engine: sa.Engine, *, project_id: str | None = None) -> AuditRe
             asset_mismatches=rows(ASSET_MISMATCHES),
             negative_balances=rows(NEGATIVE_BALANCES),
             failed_with_entries=rows(FAILED_WITH_ENTRIES),
+            orphans=rows(ORPHANS),
         )

@@ -106,6 +106,29 @@ def test_the_database_refuses_what_the_engine_must_never_produce(database_url, p
     assert violation in str(refused.value)
 
 
+def test_the_audit_finds_history_whose_parent_is_missing(database_url, project):
+    """The history tables have no foreign keys (migration 0007): the audit is what proves the
+    batch wrote every parent. Orphans made here are rolled back, never left for other tests."""
+    from processor.storage.audit import ORPHANS
+
+    owner = sa.create_engine(database_url)
+    ghost = f"{project}-ghost"
+    with owner.connect() as connection, connection.begin() as transaction:
+        connection.execute(sa.text(
+            "INSERT INTO transactions (project_id, transaction_id, reference_id, status, operations, created_at) "
+            "VALUES (:g, 'tx-ghost', 'ghost', 'Completed', '[]', now())"), {"g": ghost})
+        connection.execute(sa.text(
+            "INSERT INTO processed_requests (project_id, reference_id, request_type, result, created_at) "
+            "VALUES (:g, 'ghost', 'transaction.run', '{}', now())"), {"g": ghost})
+        connection.execute(sa.text(
+            "INSERT INTO wallet_entries (project_id, wallet_id, transaction_id, operation_index, entry_type, amount, balance_after, created_at) "
+            "VALUES (:p, 'no-such-wallet', 'no-such-transaction', 0, 'Issue', 1, 1, now())"), {"p": project})
+        found = sorted(row[0] for row in connection.execute(ORPHANS, {"project_id": None}) if row[1] in (project, ghost))
+        transaction.rollback()
+    owner.dispose()
+    assert found == ["entry without transaction", "entry without wallet", "reference without project", "transaction without project"]
+
+
 # ------------------------------------------------------------------------ unit of work
 
 
