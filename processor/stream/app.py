@@ -1,13 +1,14 @@
 """The Kafka app: requests in, one PostgreSQL commit per batch, results out.
 
-Per batch of records (one poll):
+Per batch of records (one poll), in two stages that overlap from one batch to the next:
 1. decode, apply and commit to PostgreSQL (ledger changes, spent references with their
    results, consumer offsets) in one transaction, in a worker thread;
-2. publish every result (to `reply_to` if the record names a usable one) and every dead letter,
-   and wait until the broker has them all;
-3. commit the offsets to Kafka (FastStream's ack).
-If anything fails before 3, the batch is rewound (FastStream's nack) and comes again; the spent
-reference IDs make the second pass change nothing and re-publish the same results.
+2. (processor/stream/pipeline.py, while stage 1 applies the next batch) publish every result
+   (to `reply_to` if the record names a usable one) and every dead letter, wait until the
+   broker has them all, then commit the batch's offsets to Kafka.
+Stage 1 failing unexpectedly rewinds the batch (FastStream's nack) and it comes again; a crash
+anywhere replays the records after Kafka's committed offset; either way the spent reference
+IDs make the second pass change nothing and re-publish the same results.
 
 Records reach the handler as raw bytes: FastStream's batch parser would decode every header
 of the whole batch as UTF-8, and one binary header value would fail the batch.
@@ -25,31 +26,32 @@ import asyncio
 import gc
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError, UnknownTopicOrPartitionError
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, UnknownTopicOrPartitionError
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
 
-from processor.failpoints import failpoint
-from processor.service import BatchReport, DeadLetter, database_unavailable, process_batch
+from processor.service import BatchReport, DeadLetter, database_unavailable, next_offsets, process_batch
 from processor.settings import ProcessorSettings
 from processor.storage.unit_of_work import UnitOfWork
 from processor.stream.decode import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
+from processor.stream.pipeline import CommittedBatch, Offsets, ResultsStage
 from processor.stream.publishing import publish_records
+from processor.stream.retries import broker_unavailable, until_it_works
 from processor.stream.topics import ensure_topics
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
 
 log = logging.getLogger("processor")
 
-T = TypeVar("T")
-RETRY_DELAYS = (0.1, 0.25, 0.5, 1.0, 2.0, 5.0)
-
 MAX_PUBLISH_BYTES = 16 * 1024 * 1024
+# How long a revocation or a shutdown waits for batches still publishing (a broker outage can
+# hold them): after it, the partitions' next owner replays them, which is safe, only slower.
+REVOKE_DRAIN_S = 30.0
 
 
 def source_record(record: Any) -> SourceRecord:
@@ -88,30 +90,6 @@ def tune_gc() -> None:
     gc.set_threshold(*GC_THRESHOLDS)
 
 
-def broker_unavailable(error: BaseException) -> bool:
-    if isinstance(error, (KafkaConnectionError, KafkaTimeoutError, OSError, asyncio.TimeoutError)):
-        return True
-    return isinstance(error, KafkaError) and bool(getattr(error, "retriable", False))
-
-
-async def until_it_works(what: str, action: Callable[[], Awaitable[T]], *, retry_if: Callable[[BaseException], bool]) -> T:
-    """Run `action` until it succeeds, waiting longer between tries: an outage pauses, never skips.
-
-    Errors `retry_if` does not accept propagate: the batch is rewound and comes again.
-    """
-    attempt = 0
-    while True:
-        try:
-            return await action()
-        except Exception as error:
-            if not retry_if(error):
-                raise
-            delay = RETRY_DELAYS[min(attempt, len(RETRY_DELAYS) - 1)]
-            attempt += 1
-            log.warning("%s failed (%s: %s); retrying in %.2fs (attempt %d)", what, type(error).__name__, error, delay, attempt)
-            await asyncio.sleep(delay)
-
-
 class ResumeFromDatabase(ConsumerRebalanceListener):
     """On assignment, PostgreSQL's stored offset is the floor of where a partition resumes.
 
@@ -124,8 +102,13 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
       Following it would skip records never applied: it is logged as an error and ignored.
     """
 
-    def __init__(self, *, engine: sa.Engine, consumer_group: str, consumer: Callable[[], Any]) -> None:
+    def __init__(
+        self, *, engine: sa.Engine, consumer_group: str, consumer: Callable[[], Any], drain: Callable[[], Awaitable[None]]
+    ) -> None:
         self.engine = engine
+        # Waits until the batches handed to the processor are published and their offsets
+        # committed, so that the partitions' next owner resumes after them.
+        self._drain = drain
         self.consumer_group = consumer_group
         # The subscriber creates its consumer before starting it, so it exists by assignment.
         self._consumer = consumer
@@ -142,6 +125,7 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.settled.clear()
         log.info("partitions revoked: %s", sorted((tp.topic, tp.partition) for tp in revoked))
+        await self._drain()
         for tp in revoked:
             self.floors.pop((tp.topic, tp.partition), None)
 
@@ -212,8 +196,11 @@ class Processor:
         )
         self.producer: AIOKafkaProducer | None = None
         self.reply_targets: ReplyTargets | None = None
+        # Stage 2: publishing and Kafka offsets, overlapping the next batch's stage 1.
+        self.results = ResultsStage(publish=self.publish, commit_offsets=self.commit_offsets)
+        self.stopping = False
         self.listener = ResumeFromDatabase(
-            engine=self.engine, consumer_group=settings.consumer_group, consumer=lambda: self.subscriber.consumer
+            engine=self.engine, consumer_group=settings.consumer_group, consumer=lambda: self.subscriber.consumer, drain=self.drain
         )
         self.subscriber = self.broker.subscriber(
             settings.requests_topic,
@@ -222,7 +209,9 @@ class Processor:
             max_records=settings.batch_max_records,
             batch_timeout_ms=settings.batch_linger_ms,
             auto_offset_reset="earliest",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Offsets are committed by stage 2 after the batch's results are out (commit_offsets);
+            # the handler rewinds a batch it could not finish (FastStream's nack).
+            ack_policy=AckPolicy.MANUAL,
             listener=self.listener,
             max_partition_fetch_bytes=max(settings.max_request_bytes * 2, 1_048_576),
             # The handler reads the raw records (the service decodes them, one at a time):
@@ -234,27 +223,59 @@ class Processor:
         self.subscriber(self.handle_batch)
 
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
+        """Stage 1: apply and commit the batch to PostgreSQL, then hand it to stage 2 and return
+        (FastStream polls the next batch while this one's results go out)."""
         records = [source_record(r) for r in message.raw_message]
         await self.listener.settled.wait()
         if self.listener.floors:
             records = [r for r in records if not self.listener.already_processed(r)]
         if not records:
             return
-        report = await until_it_works(
-            "committing the batch to PostgreSQL",
-            lambda: asyncio.to_thread(
-                process_batch,
-                engine=self.engine,
-                records=records,
-                consumer_group=self.settings.consumer_group,
-                max_request_bytes=self.settings.max_request_bytes,
-                verifier=self.verifier,
-            ),
-            retry_if=database_unavailable,
-        )
-        await until_it_works("publishing results", lambda: self.publish(report), retry_if=broker_unavailable)
-        failpoint("after_publish")
-        # Returning acks the batch: FastStream commits the consumer's offsets to Kafka.
+        if self.stopping:
+            # Neither applied nor committed anywhere: they come again after the restart.
+            return
+        self.results.begin()
+        try:
+            report = await until_it_works(
+                "committing the batch to PostgreSQL",
+                lambda: asyncio.to_thread(
+                    process_batch,
+                    engine=self.engine,
+                    records=records,
+                    consumer_group=self.settings.consumer_group,
+                    max_request_bytes=self.settings.max_request_bytes,
+                    verifier=self.verifier,
+                ),
+                retry_if=database_unavailable,
+            )
+        except BaseException:
+            self.results.abandon()
+            await message.nack()  # back to the batch's first offsets: it comes again
+            raise
+        await self.results.hand_over(CommittedBatch(report=report, offsets=next_offsets(records)))
+
+    async def commit_offsets(self, offsets: Offsets) -> None:
+        """Stage 2's last step: Kafka's offsets, after the batch's results are out. A commit that
+        fails only leaves Kafka's offset behind PostgreSQL's: whoever resumes the partition
+        replays the records in between and answers them from what PostgreSQL stored."""
+        consumer = self.subscriber.consumer
+        if consumer is None:
+            return
+        assigned = consumer.assignment()
+        owned = {tp: offset for (topic, partition), offset in offsets.items() if (tp := TopicPartition(topic, partition)) in assigned}
+        if not owned:
+            return
+        try:
+            await consumer.commit(owned)
+        except (CommitFailedError, IllegalStateError) as error:
+            log.info("offsets not committed to Kafka (%s): the partitions moved; their next owner resumes from PostgreSQL's", type(error).__name__)
+        except KafkaError as error:
+            log.warning("offsets not committed to Kafka (%s: %s); the next batch's commit covers them", type(error).__name__, error)
+
+    async def drain(self) -> None:
+        """Wait (up to REVOKE_DRAIN_S) until every batch handed over is published and committed."""
+        if not await self.results.idle(timeout=REVOKE_DRAIN_S):
+            log.warning("batches still publishing after %.0fs; their partitions' next owner replays them from Kafka's offsets", REVOKE_DRAIN_S)
 
     async def publish(self, report: BatchReport) -> None:
         """Every result and dead letter of the batch, then wait until the broker has them all
@@ -336,12 +357,20 @@ class Processor:
         )
         await self.producer.start()
         self.reply_targets = ReplyTargets(producer=self.producer, forbidden=(self.settings.requests_topic, self.settings.dlq_topic))
+        self.results.start()
 
     async def after_startup(self) -> None:
         tune_gc()
 
+    async def on_shutdown(self) -> None:
+        # Before the consumer stops: the batches applied go out and their offsets are committed
+        # while the consumer can still commit; batches polled from now on are left for later.
+        self.stopping = True
+        await self.drain()
+
     async def after_shutdown(self) -> None:
         # After the broker stopped, which waited for the batch in flight to finish.
+        await self.results.stop()
         if self.producer is not None:
             await self.producer.stop()
         self.engine.dispose()
@@ -351,6 +380,7 @@ class Processor:
             self.broker,
             on_startup=[self.on_startup],
             after_startup=[self.after_startup],
+            on_shutdown=[self.on_shutdown],
             after_shutdown=[self.after_shutdown],
         )
 
