@@ -33,6 +33,7 @@ class Run:
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
     latencies: array = field(default_factory=lambda: array("d"))
+    answered_at: array = field(default_factory=lambda: array("d"))  # when each result came, in arrival order
     first_sent: float = 0.0
     last_result: float = 0.0
     missing: int = 0
@@ -52,6 +53,18 @@ class Run:
             return None if value is None else round(value * 1000, 2)
 
         return {"p50_ms": ms(0.50), "p99_ms": ms(0.99), "p999_ms": ms(0.999)}
+
+    def late_vs_early(self) -> float | None:
+        """The rate of the last tenth of the results against the first tenth's: how the rate
+        holds up as the tables grow (1.0: not at all slower)."""
+        times = self.answered_at
+        tenth = len(times) // 10
+        if tenth < 2:
+            return None
+        # Both from result to result: the first tenth does not pay for the time to the first one.
+        early = (times[tenth] - times[0]) or 1e-9
+        late = (times[-1] - times[-tenth - 1]) or 1e-9
+        return round((tenth / late) / (tenth / early), 3)
 
 
 class Progress:
@@ -89,6 +102,7 @@ async def _with_ingestor(*, kafka: KafkaConnection, signing_key: SigningKey | No
         now = time.monotonic()
         run.answered += 1
         run.last_result = now
+        run.answered_at.append(now)
         run.result_bytes += len(value)
         run.latencies.append(now - scheduled[tag] if scheduled is not None else latency)
         status, code = ("Failed", "DuplicateReferenceId") if duplicate else result_status(value)

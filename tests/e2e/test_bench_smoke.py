@@ -17,7 +17,7 @@ from sqlalchemy.engine import make_url
 pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
-WORKLOADS = {"uniform", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request"}
+WORKLOADS = {"uniform", "scale_out", "hot_wallet", "mixed", "latency", "latency_light", "raw_kafka", "raw_postgresql", "per_request"}
 
 
 def test_small_benchmark_is_correct(services, run_id: str, signing_master: Path, tmp_path: Path) -> None:
@@ -45,9 +45,17 @@ def test_small_benchmark_is_correct(services, run_id: str, signing_master: Path,
         assert correctness["ok"] and all(correctness["checks"].values()), correctness
         assert correctness["results_topic"]["records"] == correctness["results_topic"]["expected"]
         assert correctness["database"]["transactions"] == correctness["database"]["expected_transactions"]
-        for name in ("uniform", "hot_wallet", "latency", "latency_light"):
+        for name in ("uniform", "scale_out", "hot_wallet", "latency", "latency_light"):
             w = found["workloads"][name]
             assert w["answered"] == w["transactions"] and w["statuses"] == {"Completed": w["transactions"]}, (name, w)
+            assert w["cpu_us_per_tx"]["processor"] > 0 and w["cpu_us_per_tx"]["postgres"] > 0, (name, w["cpu_us_per_tx"])
+        scale_out = found["workloads"]["scale_out"]
+        assert scale_out["processors"] == 2 and found["workloads"]["uniform"]["processors"] == 1
+        assert scale_out["ratio_vs_one"] == round(scale_out["tx_per_s"] / found["workloads"]["uniform"]["tx_per_s"], 3)
+        assert scale_out["lock_wait_s"] >= 0 and scale_out["lock_wait_share"] >= 0
+        assert set(found["targets"]) == {
+            "uniform_vs_raw_kafka", "hot_vs_uniform", "latency_p99_ms", "latency_light_p50_ms", "scale_out_ratio_vs_one"
+        }, found["targets"]
         mixed = found["workloads"]["mixed"]
         assert mixed["answered"] == mixed["transactions"]
         assert mixed["errors"] == {"InsufficientFunds": mixed["expected_failures"]}, mixed  # exactly the ones built to fail
