@@ -349,7 +349,9 @@ class Processor:
             client_id="cloudwallet-processor-results",
             acks="all",
             enable_idempotence=True,
-            linger_ms=2,
+            # No linger: publish_records hands over whole record batches, one per partition;
+            # waiting for more would only add latency to every batch.
+            linger_ms=0,
             # A batch's results go out as one record batch per partition: room for a whole one,
             # and for a dead letter as large as any record the broker accepted.
             max_batch_size=512 * 1024,
