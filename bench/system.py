@@ -221,11 +221,13 @@ def _pids_where(predicate) -> list[int]:  # type: ignore[no-untyped-def]
     return found
 
 
-def _machine_ticks() -> tuple[int, int]:
+def _machine_ticks() -> tuple[int, int, int]:
+    """Busy, total and stolen ticks of the machine (steal: time the hypervisor gave away)."""
     with open("/proc/stat") as f:
         values = [int(x) for x in f.readline().split()[1:]]
     idle = values[3] + values[4]
-    return sum(values) - idle, sum(values)
+    steal = values[7] if len(values) > 7 else 0
+    return sum(values) - idle, sum(values), steal
 
 
 @dataclass
@@ -234,6 +236,7 @@ class CpuSnapshot:
     by_role: dict[str, float]
     busy_ticks: int
     total_ticks: int
+    steal_ticks: int = 0
 
 
 @dataclass
@@ -253,8 +256,8 @@ class CpuMeter:
             "kafka": sum(_proc_cpu_seconds(pid) for pid in kafka),
             "postgres": sum(_proc_cpu_seconds(pid) for pid in postgres),
         }
-        busy, total = _machine_ticks()
-        return CpuSnapshot(at=time.monotonic(), by_role=roles, busy_ticks=busy, total_ticks=total)
+        busy, total, steal = _machine_ticks()
+        return CpuSnapshot(at=time.monotonic(), by_role=roles, busy_ticks=busy, total_ticks=total, steal_ticks=steal)
 
     @staticmethod
     def between(a: CpuSnapshot, b: CpuSnapshot) -> dict[str, float]:
@@ -265,6 +268,8 @@ class CpuMeter:
             **{f"{role}_cpu_s": value for role, value in used.items()},
             "wall_s": round(wall, 2),
             "machine_busy": round((b.busy_ticks - a.busy_ticks) / total, 3),
+            # A share of the machine the hypervisor gave to others: runs with more of it are slower.
+            "machine_steal": round((b.steal_ticks - a.steal_ticks) / total, 3),
         }
 
 
