@@ -188,11 +188,20 @@ class Processor:
         self.settings = settings
         read_past_undecodable_header_keys()
         self.verifier = settings.verifier()  # the tenant wall; refuses to start without its master secret
-        self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size, pool_pre_ping=True)
+        # No pre-ping (a round trip per batch): a connection that died with its server fails
+        # its batch's first statement, which SQLAlchemy invalidates and `database_unavailable`
+        # waits out; the batch runs again on a new connection.
+        self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size)
         # FastStream runs the consumer side: the group, batches, acks and graceful shutdown.
         # Results go out through `self.producer`, a batch at a time (see `publish`).
+        # FastStream logs "Received" and "Processed" for every batch at the broker's log level:
+        # DEBUG keeps them (and their context building) off the hot path at the default INFO.
         self.broker = KafkaBroker(
-            settings.bootstrap_servers, security=settings.kafka.faststream_security(), graceful_timeout=30.0, client_id="cloudwallet-processor"
+            settings.bootstrap_servers,
+            security=settings.kafka.faststream_security(),
+            graceful_timeout=30.0,
+            client_id="cloudwallet-processor",
+            log_level=logging.DEBUG,
         )
         self.producer: AIOKafkaProducer | None = None
         self.reply_targets: ReplyTargets | None = None
