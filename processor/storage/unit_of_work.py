@@ -230,12 +230,9 @@ class UnitOfWork:
             if keys.customers_with_wallets:
                 conditions.append("(project_id, customer_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))")
                 params += _pairs(keys.customers_with_wallets)
-            statement = LOCK_WALLETS.format(condition=" OR ".join(conditions))
-            cursor = self._driver_cursor()
-            with self._as_sqlalchemy_errors(statement):
-                cursor.execute(statement, params)
             wallets = state.wallets
-            for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at in cursor.fetchall():
+            rows = self._fetch(LOCK_WALLETS.format(condition=" OR ".join(conditions)), params)
+            for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at in rows:
                 wallets[(project_id, wallet_id)] = Wallet(
                     project_id=project_id,
                     wallet_id=wallet_id,
