@@ -278,7 +278,7 @@ class Processor:
             await consumer.commit(owned)
         except (CommitFailedError, IllegalStateError) as error:
             log.info("offsets not committed to Kafka (%s): the partitions moved; their next owner resumes from PostgreSQL's", type(error).__name__)
-        except KafkaError as error:
+        except Exception as error:  # noqa: BLE001 - harmless: the next commit covers them, a replay answers from PostgreSQL
             log.warning("offsets not committed to Kafka (%s: %s); the next batch's commit covers them", type(error).__name__, error)
 
     async def drain(self) -> None:
