@@ -21,15 +21,14 @@ committed past it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from processor.failpoints import failpoint
 from processor.service import BatchReport
+from processor.storage.unit_of_work import Offsets
 from processor.stream.retries import broker_unavailable, until_it_works
 
-# (topic, partition) -> the next offset to consume
-Offsets = Mapping[tuple[str, int], int]
 DEFAULT_DEPTH = 2
 
 
@@ -78,7 +77,7 @@ class ResultsStage:
         self._idle.clear()
 
     def abandon(self) -> None:
-        """A batch begun produced nothing to publish (every record was below a floor)."""
+        """A batch begun will not be handed over (stage 1 failed and rewound it)."""
         self._finish()
 
     async def hand_over(self, batch: CommittedBatch) -> None:
@@ -116,5 +115,4 @@ class ResultsStage:
                 failpoint("after_publish")
                 await self._commit_offsets(batch.offsets)
             finally:
-                self._queue.task_done()
                 self._finish()
