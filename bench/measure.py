@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from processor.ingest import Ingestor, Outgoing, result_status
-from processor.kafka_connection import KafkaConnection
-from processor.signing import SigningKey
+from processor.client.connection import KafkaConnection
+from schemas.signing import SigningKey
 
 
 def percentile(values: array, q: float) -> float | None:

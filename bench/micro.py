@@ -1,6 +1,6 @@
 """`python -m bench.micro`: the processor's batch path alone (decode, engine, PostgreSQL), no Kafka.
 
-Times `processor.service.process_batch` on batches of uniform transfers against a fresh
+Times `processor.service.batch.process_batch` on batches of uniform transfers against a fresh
 database (results encoded there), plus building the Kafka messages (processor/stream/outbox.py) — the figures docs/benchmark.md uses to
 tell what each optimisation gained, without the noise of the broker and the client.
 """
@@ -17,11 +17,11 @@ import sqlalchemy as sa
 
 from processor.processor_login import processor_database_url
 from bench import system, workloads
-from processor.service import process_batch
-from processor.signing import Verifier
+from processor.service.batch import process_batch
+from schemas.signing import Verifier
 
 UNSIGNED = Verifier(master=None, required=False)  # signatures are tested in tests/integration/test_security.py
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 from processor.stream.outbox import result_message
 
 

@@ -23,10 +23,10 @@ import sqlalchemy as sa
 
 from bench import database, system, workloads
 from bench.measure import Run, fixed_rate, throughput
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 from processor.processor_login import grant_topics, processor_database_url, processor_environment
 from processor.settings import KafkaSettings, ProcessorSettings, SettingsError, load
-from processor.signing import SigningKey
+from schemas.signing import SigningKey
 from processor.signing_keys import tool_signing_key
 
 ROOT = Path(__file__).resolve().parent.parent

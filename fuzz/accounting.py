@@ -21,7 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
 

@@ -8,7 +8,7 @@ from collections import deque
 from dataclasses import dataclass, field
 
 from fuzz.values import Budget
-from processor.signing import SigningKey
+from schemas.signing import SigningKey
 from fuzz.world import Request, World, key_of
 
 Header = tuple[str, bytes | None]

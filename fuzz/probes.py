@@ -3,6 +3,8 @@ which must be answered within seconds. A partition stuck behind a poison record 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import time
 import uuid
@@ -13,6 +15,9 @@ from aiokafka import AIOKafkaProducer
 from fuzz.accounting import Answers
 from fuzz.context import encode
 from fuzz.world import World, key_of
+
+if TYPE_CHECKING:
+    from schemas.signing import SigningKey
 
 
 @dataclass(frozen=True, kw_only=True)

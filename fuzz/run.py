@@ -31,7 +31,7 @@ from fuzz.values import FRAGMENTS, Budget
 from fuzz.world import World
 from processor.client import WalletClient
 from processor.settings import ProcessorSettings
-from processor.signing import SigningKey
+from schemas.signing import SigningKey
 from processor.stream.acls import reply_prefix
 from processor.storage.audit import audit_ledger
 

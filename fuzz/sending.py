@@ -7,6 +7,8 @@ only truth about where a record is; sends are awaited a window at a time, never 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import asyncio
 import time
 from array import array
@@ -18,6 +20,9 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.record.default_records import _DefaultRecordBatchBuilderPy
 
 from fuzz.context import Outgoing, RawName
+
+if TYPE_CHECKING:
+    from schemas.signing import SigningKey
 
 
 @dataclass(kw_only=True)

@@ -8,7 +8,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 
 DEFAULT_MAX_MESSAGE_BYTES = 2_097_152  # the local stack's message.max.bytes
 

@@ -22,7 +22,7 @@ def _settings() -> ProcessorSettings:
 
 
 def run(args: argparse.Namespace) -> int:
-    from processor.signing import SigningError
+    from schemas.signing import SigningError
     import sqlalchemy as sa
 
     from processor.storage.migrate import processor_role_problem, upgrade_to_head

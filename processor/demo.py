@@ -19,7 +19,7 @@ from typing import Any
 from processor.client import WalletClient
 from processor.processor_login import grant_topics, processor_environment
 from processor.settings import ProcessorSettings, SettingsError, load
-from processor.signing import SigningKey
+from schemas.signing import SigningKey
 from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics

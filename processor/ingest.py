@@ -54,8 +54,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from processor.client import header
-from processor.kafka_connection import KafkaConnection
-from processor.signing import SigningKey
+from processor.client.connection import KafkaConnection
+from schemas.signing import SigningKey
 from schemas.results import DUPLICATE_HEADER, result_key
 
 __all__ = [
@@ -167,7 +167,7 @@ class LatencyHistogram:
 
 def _outgoing(raw: dict[str, Any], value: bytes | None, line: int) -> Outgoing:
     """Validate one request (raises ValueError / pydantic.ValidationError) and key it."""
-    from processor.ledger.keys import request_project_id
+    from schemas.requests import request_project_id
     from schemas.requests import RequestAdapter, partition_key
 
     model = RequestAdapter.validate_python(raw)
@@ -182,7 +182,7 @@ def _describe(error: Exception) -> str:
     from pydantic import ValidationError
 
     if isinstance(error, ValidationError):
-        from processor.stream.decode import describe_validation_error
+        from processor.service.records import describe_validation_error
 
         return describe_validation_error(error)
     return str(error)
@@ -335,7 +335,7 @@ class Ingestor:
         self.results_topic = results_topic
         self.on_result = on_result
         self.on_lost = on_lost
-        self.signing_key = signing_key  # signs every request (processor/signing.py)
+        self.signing_key = signing_key  # signs every request (schemas/signing.py)
         self.window = window
         self.compression = _usable_compression(compression)
         self._producer = AIOKafkaProducer(

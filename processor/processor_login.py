@@ -17,7 +17,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 from processor.settings import ProcessorSettings
 from processor.stream import acls
 

@@ -13,8 +13,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from processor.kafka_connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
-from processor.signing import SigningError, SigningKey, Verifier, read_master
+from processor.client.connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
+from schemas.signing import SigningError, SigningKey, Verifier, read_master
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -91,7 +91,7 @@ class KafkaSettings(BaseSettings):
 
 
 class SigningSettings(BaseSettings):
-    """Signed requests (processor/signing.py): what the processor checks, and a client's key."""
+    """Signed requests (schemas/signing.py): what the processor checks, and a client's key."""
 
     model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore", populate_by_name=True)
 

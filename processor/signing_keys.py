@@ -1,4 +1,4 @@
-"""Making, listing and revoking signing keys (the CLI and the gateway); see processor/signing.py.
+"""Making, listing and revoking signing keys (the CLI and the gateway); see schemas/signing.py.
 
 A key is shown once, as a token, when it is made; the database keeps its scope and the SHA-256
 of its secret. Making one needs the master signing secret (to derive the secret).
@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 
 from processor.settings import SigningSettings
-from processor.signing import SigningError, SigningKey, derive_secret, key_for, new_key_id, secret_sha256
-from processor.storage.models import signing_keys
+from schemas.signing import SigningError, SigningKey, derive_secret, key_for, new_key_id, secret_sha256
+from processor.storage.tables import signing_keys
 from schemas.requests import is_project_id
 
 

@@ -35,6 +35,7 @@ from schemas.limits import (
     MAX_WALLET_ID_LEN,
 )
 from schemas.amounts import scale_of
+from schemas.ids import derive_entity_id
 from schemas.states import WalletStatus
 
 
@@ -353,3 +354,12 @@ def partition_key(request: RequestModel) -> str:
         case ProjectRename():
             return f"{request.project_id}/{request.project_id}"
     raise TypeError(f"not a request: {type(request).__name__}")
+
+
+def request_project_id(request: RequestModel) -> str:
+    """The project a request belongs to (derived for a project.create without an ID)."""
+    if isinstance(request, ProjectCreate) and request.project_id is None:
+        return derive_entity_id(kind="project", project_id="", reference_id=request.reference_id)
+    project_id = request.project_id
+    assert project_id is not None
+    return project_id

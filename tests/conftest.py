@@ -27,8 +27,8 @@ import pytest
 import pytest_asyncio
 from pydantic import SecretStr
 
-from processor.kafka_connection import KafkaConnection, read_secret_file
-from processor.signing import SigningKey
+from processor.client.connection import KafkaConnection, read_secret_file
+from schemas.signing import SigningKey
 
 ROOT = Path(__file__).resolve().parent.parent
 STACK = ROOT / "deploy" / "local" / "stack.py"
@@ -221,7 +221,7 @@ def roles(services: Services, database_url: str) -> Roles:
 
 @pytest.fixture(scope="session")
 def signing_master(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This run's master signing secret (processor/signing.py), in a file only we read."""
+    """This run's master signing secret (schemas/signing.py), in a file only we read."""
     import secrets as random_secrets
 
     path = tmp_path_factory.mktemp("signing") / "master.key"
@@ -235,7 +235,7 @@ def operator_signing_key(database_url: str, signing_master: Path) -> SigningKey:
     """An operator signing key (any project) in this run's database: the tests' clients sign with it."""
     import sqlalchemy as sa
 
-    from processor.signing import read_master
+    from schemas.signing import read_master
     from processor.signing_keys import create_signing_key
 
     engine = sa.create_engine(database_url)

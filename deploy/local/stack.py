@@ -812,7 +812,7 @@ def role_env(settings: Settings, role: str) -> dict[str, str]:
     if database_role is not None:
         env["DATABASE_URL"] = settings.database_url_for(database_role)
         # The master signing secret: the processor checks signatures with it, the gateway and
-        # the operator make signing keys with it (processor/signing.py). Never a client's.
+        # the operator make signing keys with it (schemas/signing.py). Never a client's.
         env["CLOUDWALLET_SIGNING_MASTER_KEY_FILE"] = str(secret_file(settings, "signing-master", nbytes=48))
     return env
 

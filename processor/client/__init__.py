@@ -21,9 +21,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from pydantic import ValidationError
 
-from processor.kafka_connection import KafkaConnection
-from processor.ledger.keys import request_project_id
-from processor.signing import SigningKey
+from processor.client.connection import KafkaConnection
+from schemas.requests import request_project_id
+from schemas.signing import SigningKey
 from schemas.requests import RequestAdapter, RequestModel, partition_key
 from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
 
@@ -97,7 +97,7 @@ class WalletClient:
     ) -> None:
         self.requests_topic = requests_topic
         self.results_topic = results_topic
-        self.signing_key = signing_key  # signs every request (processor/signing.py)
+        self.signing_key = signing_key  # signs every request (schemas/signing.py)
         self._producer = AIOKafkaProducer(
             **kafka.options(),
             acks="all",

@@ -66,8 +66,8 @@ from processor.gateway.models import (
 from processor.gateway.reads import Paging, Period, Reads
 from processor.gateway.settings import GatewaySettings
 from processor.gateway.signing_keys import SigningKeyStore
-from processor.ledger.keys import request_project_id
-from processor.signing import SigningError
+from schemas.requests import request_project_id
+from schemas.signing import SigningError
 from schemas.limits import (
     ID_PATTERN,
     MAX_ASSET_ID_LEN,

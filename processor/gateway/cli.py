@@ -123,7 +123,7 @@ def key_revoke(args: argparse.Namespace) -> int:
 
 def signing_create(args: argparse.Namespace) -> int:
     from processor.settings import SigningSettings
-    from processor.signing import SigningError
+    from schemas.signing import SigningError
     from processor.signing_keys import create_signing_key
 
     if bool(args.project) == bool(args.operator):

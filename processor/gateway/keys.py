@@ -8,7 +8,7 @@ Kinds:
 * project  - one project: every read and write inside it;
 * customer - read-only, one customer of one project: their wallets and those wallets' entries.
 
-The table is defined with the others in processor/storage/models.py; migration
+The table is defined with the others in processor/storage/tables.py; migration
 `0002_api_keys` creates it.
 """
 
@@ -25,7 +25,7 @@ from enum import StrEnum
 
 import sqlalchemy as sa
 
-from processor.storage.models import api_keys
+from processor.storage.tables import api_keys
 from schemas.limits import ID_PATTERN, MAX_CUSTOMER_ID_LEN, MAX_PROJECT_ID_LEN
 
 TOKEN_PREFIX = "cwk_"

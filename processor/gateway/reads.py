@@ -18,7 +18,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from processor.gateway.models import Page, WalletEntryView
-from processor.storage import models as m
+from processor.storage import tables as m
 from schemas.amounts import format_minor_units
 from schemas.requests import is_project_id
 from schemas.results import AssetView, CustomerView, EntryView, ErrorInfo, ProjectView, Result, TransactionView, WalletView

@@ -1,8 +1,8 @@
 """The ledger engine: pure functions over in-memory state (imports only ``schemas``)."""
 
 from processor.ledger.engine import apply_batch
-from processor.ledger.ids import NAMESPACE, derive_entity_id, derive_transaction_id
-from processor.ledger.keys import StateKeys, state_keys
+from schemas.ids import NAMESPACE, derive_entity_id, derive_transaction_id
+from processor.ledger.state_keys import StateKeys, state_keys
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
 from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
 

@@ -20,13 +20,14 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Final, NoReturn
 
-from processor.ledger.ids import derive_transaction_id
+from schemas.ids import derive_transaction_id
 from processor.ledger.invariants import (
     check_balances_in_range,
     check_entries_match_balances,
     check_transfer_conserves,
 )
-from processor.ledger.keys import created_asset_id, opened_wallet_id, request_project_id
+from processor.ledger.state_keys import created_asset_id, opened_wallet_id
+from schemas.requests import request_project_id
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
 from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet, WalletKey
 from processor.ledger.views import (

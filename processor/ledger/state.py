@@ -3,7 +3,7 @@
 Keys: a project by project_id; assets, customers and wallets by (project_id, id);
 spent reference IDs by (project_id, reference_id). A key missing from its dict means
 the entity does not exist: the loader guarantees it loaded everything the batch asks
-for (see ``processor.ledger.keys.StateKeys`` for the loader contract).
+for (see ``processor.ledger.state_keys.StateKeys`` for the loader contract).
 
 The engine never mutates these objects or dicts: it copies on write.
 """

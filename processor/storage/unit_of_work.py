@@ -21,11 +21,11 @@ import sqlalchemy as sa
 from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from processor.ledger.keys import StateKeys
+from processor.ledger.state_keys import StateKeys
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
-from processor.signing import KeyScope
-from processor.storage import models as m
+from schemas.signing import KeyScope
+from processor.storage import tables as m
 from schemas.requests import Operation
 from schemas.results import Result
 from schemas.states import CustomerStatus, WalletStatus

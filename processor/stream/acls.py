@@ -26,7 +26,7 @@ from enum import IntEnum
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.protocol.admin import CreateAclsRequest, DeleteAclsRequest
 
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 
 
 class Resource(IntEnum):  # Kafka's ResourceType codes

@@ -35,10 +35,10 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
 
-from processor.service import BatchReport, DeadLetter, database_unavailable, next_offsets, process_batch
+from processor.service.batch import BatchReport, DeadLetter, database_unavailable, next_offsets, process_batch
 from processor.settings import ProcessorSettings
 from processor.storage.unit_of_work import Offsets, UnitOfWork
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
 from processor.stream.pipeline import CommittedBatch, ResultsStage
 from processor.stream.publishing import publish_records

@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaConnectionError
 
-from processor.service import DeadLetter, Reply
+from processor.service.batch import DeadLetter, Reply
 from processor.settings import TOPIC_NAME
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 from processor.stream.publishing import Header, Message
 from schemas.limits import MAX_CORRELATION_ID_BYTES
 from schemas.results import DUPLICATE_HEADER

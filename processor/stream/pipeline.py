@@ -10,7 +10,7 @@ touches PostgreSQL. The order that makes the processor exactly-once in effect do
 and batches leave the stage in the order they were committed, so results keep their order per
 key and Kafka's committed offsets only move forward. A crash anywhere in between is what it was
 before: the records after Kafka's committed offset come again and are answered from what
-PostgreSQL stored (processor/service.py).
+PostgreSQL stored (processor/service/batch.py).
 
 Bounded: at most `depth` committed batches wait here; the first stage waits for room
 (backpressure, and a limit on the memory results take). Retried, never skipped: a batch whose
@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from processor.failpoints import failpoint
-from processor.service import BatchReport
+from processor.service.batch import BatchReport
 from processor.storage.unit_of_work import Offsets
 from processor.stream.retries import broker_unavailable, until_it_works
 

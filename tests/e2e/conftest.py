@@ -26,9 +26,9 @@ import pytest_asyncio
 import sqlalchemy as sa
 
 from processor.client import WalletClient
-from processor.kafka_connection import KafkaConnection
+from processor.client.connection import KafkaConnection
 from processor.settings import ProcessorSettings
-from processor.signing import SigningKey
+from schemas.signing import SigningKey
 from processor.stream import acls
 from processor.stream.topics import ensure_topics
 

@@ -27,8 +27,8 @@ import sqlalchemy as sa
 
 from processor.gateway.keys import create_key
 
-from processor.kafka_connection import KafkaConnection
-from processor.signing import SigningKey
+from processor.client.connection import KafkaConnection
+from schemas.signing import SigningKey
 
 from .conftest import ROOT, ProcessorProcess, Topology, close_topology, open_topology
 

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 
 from processor.client import WalletClient
 from processor.gateway.keys import create_key, revoke_key
-from processor.signing import SigningKey, key_for, read_master
+from schemas.signing import SigningKey, key_for, read_master
 from processor.signing_keys import create_signing_key
 
 from .conftest import ROOT

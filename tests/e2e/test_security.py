@@ -21,8 +21,8 @@ from aiokafka.errors import GroupAuthorizationFailedError, KafkaConnectionError,
 from pydantic import SecretStr
 
 from processor.client import WalletClient
-from processor.kafka_connection import KafkaConnection
-from processor.signing import SigningKey, read_master
+from processor.client.connection import KafkaConnection
+from schemas.signing import SigningKey, read_master
 from processor.signing_keys import create_signing_key, revoke_signing_key
 
 from .support import project_setup, submit_all

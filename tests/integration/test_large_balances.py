@@ -9,11 +9,11 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from processor.service import process_batch
-from processor.signing import Verifier
+from processor.service.batch import process_batch
+from schemas.signing import Verifier
 
 from processor.storage.audit import audit_ledger
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 
 pytestmark = pytest.mark.integration
 UNSIGNED = Verifier(master=None, required=False)  # signatures: tests/e2e/test_security.py, test_replays.py

@@ -9,10 +9,10 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from processor.service import process_batch
-from processor.signing import Verifier
+from processor.service.batch import process_batch
+from schemas.signing import Verifier
 
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 from schemas.errors import ErrorCode
 
 pytestmark = pytest.mark.integration

@@ -11,13 +11,13 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from processor.ledger.keys import state_keys
-from processor.service import process_batch
-from processor.signing import Verifier
+from processor.ledger.state_keys import state_keys
+from processor.service.batch import process_batch
+from schemas.signing import Verifier
 
 from processor.storage.audit import audit_ledger
 from processor.storage.unit_of_work import UnitOfWork
-from processor.stream.decode import SourceRecord
+from processor.service.records import SourceRecord
 from schemas.requests import RequestAdapter
 
 pytestmark = pytest.mark.integration
@@ -284,7 +284,7 @@ def test_models_match_the_migrations(database_url):
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
 
-    from processor.storage.models import metadata
+    from processor.storage.tables import metadata
 
     engine = sa.create_engine(database_url)
     try:

@@ -1,5 +1,5 @@
 """A dict-based stand-in for the storage layer: loads state per the loader contract in
-``processor.ledger.keys`` and applies a ``BatchOutcome`` the way storage writes it."""
+``processor.ledger.state_keys`` and applies a ``BatchOutcome`` the way storage writes it."""
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta

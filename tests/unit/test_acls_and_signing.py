@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from processor.signing import KeyScope, SigningError, SigningKey, Verifier, derive_secret, key_for, secret_sha256
+from schemas.signing import KeyScope, SigningError, SigningKey, Verifier, derive_secret, key_for, secret_sha256
 from processor.stream import acls
 
 TABLE = acls.bindings(

@@ -8,8 +8,8 @@ import json
 from datetime import UTC, datetime
 
 from processor.ledger.outcome import BatchOutcome, ReferenceRecord
-from processor.service import BatchReport, _Answers, _rejection_key, _spenders, fingerprint
-from processor.stream.decode import Decoded, SourceRecord, decode
+from processor.service.batch import BatchReport, _Answers, _rejection_key, _spenders, fingerprint
+from processor.service.records import Decoded, SourceRecord, decode
 from schemas.errors import ErrorCode
 from schemas.results import ErrorInfo, Result, result_key
 from schemas.states import Status

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from processor.stream.decode import SourceRecord, decode
+from processor.service.records import SourceRecord, decode
 from schemas.errors import ErrorCode
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
@@ -111,7 +111,7 @@ def test_a_lone_surrogate_in_the_project_id_is_not_echoed():
 
 
 def test_an_unforeseen_error_dead_letters_the_record_alone(monkeypatch):
-    import processor.stream.decode as module
+    import processor.service.records as module
 
     def explode(value: bytes) -> None:
         raise RuntimeError("boom")

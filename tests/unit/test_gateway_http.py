@@ -39,7 +39,7 @@ from processor.gateway.keys import KeyKind, Principal
 from processor.gateway.models import Page, SigningKeyView
 from processor.gateway.reads import Paging
 from processor.gateway.settings import GatewaySettings
-from processor.signing import SigningKey, key_for, new_key_id
+from schemas.signing import SigningKey, key_for, new_key_id
 from processor.signing_keys import CreatedSigningKey, SigningKeyRow
 from schemas.errors import ErrorCode
 from schemas.results import WalletView

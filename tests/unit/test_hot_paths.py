@@ -6,7 +6,7 @@ import uuid
 
 from aiokafka.partitioner import DefaultPartitioner
 
-from processor.ledger.ids import NAMESPACE, derive_transaction_id
+from schemas.ids import NAMESPACE, derive_transaction_id
 from processor.stream.publishing import partition_for
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from processor.service import DeadLetter, Reply
-from processor.stream.decode import SourceRecord
+from processor.service.batch import DeadLetter, Reply
+from processor.service.records import SourceRecord
 from processor.stream.outbox import MAX_DLQ_HEADER_BYTES, MAX_DLQ_KEY_BYTES, dead_letter_message, result_message
 from schemas.results import Result
 from schemas.states import Status

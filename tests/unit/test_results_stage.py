@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from processor.service import BatchReport
+from processor.service.batch import BatchReport
 from processor.stream.pipeline import CommittedBatch, ResultsStage
 
 

@@ -3,7 +3,7 @@
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from processor.storage.models import metadata
+from processor.storage.tables import metadata
 
 url = context.config.get_main_option("sqlalchemy.url")
 if context.is_offline_mode():

@@ -4,7 +4,7 @@ Revision ID: 0006
 Revises: 0005
 `signing_keys`: each key's ID, its scope (a project, or NULL for an operator key), its label,
 when it was made and revoked, and the SHA-256 of its secret. The secret itself is derived from
-the deployment's master signing secret and is never stored (processor/signing.py). The
+the deployment's master signing secret and is never stored (schemas/signing.py). The
 processor reads keys; the gateway (and the operator's CLI) makes and revokes them.
 """
 

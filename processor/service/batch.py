@@ -37,15 +37,15 @@ from psycopg import errors as pg_errors
 
 from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
-from processor.ledger.keys import request_project_id, state_keys
+from processor.ledger.state_keys import state_keys
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import LedgerState
 from processor.ledger.views import error_info, failed_result
-from processor.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, key_id_of
+from schemas.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, key_id_of
 from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
-from processor.stream.decode import Decoded, SourceRecord, decode, safe_text
+from processor.service.records import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
-from schemas.requests import RequestModel, is_reference_id
+from schemas.requests import RequestModel, is_reference_id, request_project_id
 from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result, result_key
 
 log = logging.getLogger(__name__)
@@ -247,7 +247,7 @@ def _hold_replays(uow: UnitOfWork, decoded: list[Decoded], *, state: LedgerState
 def _authenticate(
     uow: UnitOfWork, decoded: list[Decoded], *, verifier: Verifier, floors: Mapping[tuple[str, int], int], now: datetime
 ) -> tuple[list[Decoded], list[tuple[Source, Result]]]:
-    """The tenant wall: a request whose signature does not hold (processor/signing.py) is
+    """The tenant wall: a request whose signature does not hold (schemas/signing.py) is
     answered Unauthorized and never reaches the ledger. The answer is kept by record, like any
     answer that spent nothing. A replay (below PostgreSQL's offset) is not checked again: it was
     checked the first time, and gets its first answer back whatever became of the key since."""

@@ -29,7 +29,7 @@ engine derives them, so the loader can tell whether they already exist.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from processor.ledger.ids import derive_entity_id
+from schemas.ids import derive_entity_id
 from processor.ledger.state import AssetKey, CustomerKey, ReferenceKey, WalletKey
 from schemas.requests import (
     AssetCreate,
@@ -51,6 +51,7 @@ from schemas.requests import (
     WalletRename,
     WalletSetDescription,
     WalletSetStatus,
+    request_project_id,
 )
 
 
@@ -68,15 +69,6 @@ class StateKeys:
     locked_asset_keys: tuple[AssetKey, ...]
     locked_customer_keys: tuple[CustomerKey, ...]
     wallet_owners: bool = True  # load the owner of every loaded customer wallet (rule 3)
-
-
-def request_project_id(request: RequestModel) -> str:
-    """The project a request belongs to (derived for a project.create without an ID)."""
-    if isinstance(request, ProjectCreate) and request.project_id is None:
-        return derive_entity_id(kind="project", project_id="", reference_id=request.reference_id)
-    project_id = request.project_id
-    assert project_id is not None
-    return project_id
 
 
 def created_asset_id(request: AssetCreate) -> str:

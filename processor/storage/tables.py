@@ -190,7 +190,7 @@ api_keys = sa.Table(
     ),
 )
 
-# Signing keys of requests: only the SHA-256 of each secret is stored (processor/signing.py).
+# Signing keys of requests: only the SHA-256 of each secret is stored (schemas/signing.py).
 signing_keys = sa.Table(
     "signing_keys",
     metadata,
