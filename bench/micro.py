@@ -7,6 +7,8 @@ tell what each optimisation gained, without the noise of the broker and the clie
 
 from __future__ import annotations
 
+import functools
+
 import argparse
 import os
 import statistics
@@ -17,6 +19,7 @@ import sqlalchemy as sa
 
 from processor.processor_login import processor_database_url
 from bench import system, workloads
+from processor.storage.unit_of_work import PostgresUnitOfWork
 from processor.service.batch import process_batch
 from schemas.signing import Verifier
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
         for _, records in workloads.setup_phases(args.wallets):
             for start in range(0, len(records), args.batch):
                 chunk = records[start : start + args.batch]
-                process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
+                process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
                 offset += len(chunk)
         if args.analyze:
             with engine.begin() as c:
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         plan = make(count=args.batch * (args.batches + 2), wallets=args.wallets, seed=11)
         batches = [plan.records[i : i + args.batch] for i in range(0, len(plan.records), args.batch)]
         for chunk in batches[:2]:  # warm-up
-            process_batch(engine=engine, records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
+            process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=records_of(chunk, offset), consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
             offset += len(chunk)
         profiler = None
         if args.profile:
@@ -84,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                 profiler.enable()
             p0 = backend_cpu()
             w0, c0 = time.perf_counter(), time.thread_time()
-            report = process_batch(engine=engine, records=records, consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
+            report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=records, consumer_group="micro", max_request_bytes=1 << 20, verifier=UNSIGNED)
             c1 = time.thread_time()
             messages = [result_message(reply, topic="results").message for reply in report.replies]
             w1, c2 = time.perf_counter(), time.thread_time()

@@ -31,18 +31,17 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-import sqlalchemy as sa
-import psycopg
-from psycopg import errors as pg_errors
-
 from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
 from processor.ledger.state_keys import state_keys
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import LedgerState
+from processor.ledger.state import LedgerState, ReferenceKey
 from processor.ledger.views import error_info, failed_result
 from schemas.signing import KEY_ID_HEADER, SIGNATURE_HEADER, Verifier, key_id_of
-from processor.storage.unit_of_work import ReferenceKey, Source, Spender, UnitOfWork
+from processor.storage.failures import database_unavailable, describe, is_conflict
+from processor.storage.sources import Source, Spender
+from processor.storage.writing import StoredResults
+from processor.service.unit_of_work import UnitOfWork, UnitOfWorkFactory
 from processor.service.records import Decoded, SourceRecord, decode, safe_text
 from schemas.errors import ErrorCode
 from schemas.requests import RequestModel, is_reference_id, request_project_id
@@ -50,29 +49,7 @@ from schemas.results import DIFFERENT_REQUEST, SAME_REQUEST, Result, result_key
 
 log = logging.getLogger(__name__)
 
-# Conflicts another processor can cause; the batch is rolled back and run again from the start.
-RETRYABLE = (pg_errors.UniqueViolation, pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
 MAX_CONFLICT_RETRIES = 8
-# SQLSTATE classes of a database that is unavailable (connection exception, insufficient
-# resources, operator intervention): the caller waits and runs the same batch again, nothing is
-# skipped. Any other error belongs to a record of the batch, even an OperationalError such as
-# 54000 (a limit exceeded): retrying it would stall the partition for good.
-UNAVAILABLE_SQLSTATE_CLASSES = ("08", "53", "57")
-
-
-def database_unavailable(error: BaseException) -> bool:
-    """Whether `error` means PostgreSQL cannot be reached right now (wait and retry)."""
-    if isinstance(error, sa.exc.TimeoutError):  # no pooled connection in time
-        return True
-    if isinstance(error, sa.exc.DBAPIError):
-        if error.connection_invalidated:
-            return True
-        error = error.orig
-    if not isinstance(error, psycopg.Error):
-        return False
-    if error.sqlstate is None:  # raised by the client itself: no connection, or a closed one
-        return isinstance(error, (psycopg.OperationalError, psycopg.InterfaceError))
-    return error.sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
 
 
 @dataclass(slots=True, frozen=True, kw_only=True)
@@ -120,13 +97,9 @@ def next_offsets(records: Sequence[SourceRecord]) -> dict[tuple[str, int], int]:
     return offsets
 
 
-def is_retryable(error: sa.exc.DBAPIError) -> bool:
-    return isinstance(error.orig, RETRYABLE)
-
-
 def process_batch(
     *,
-    engine: sa.Engine,
+    unit_of_work: UnitOfWorkFactory,
     records: Sequence[SourceRecord],
     consumer_group: str,
     max_request_bytes: int,
@@ -140,7 +113,7 @@ def process_batch(
     the one at fault fails alone and never blocks its partition.
     """
     try:
-        return _with_conflict_retries(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
+        return _with_conflict_retries(unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
     except Exception as error:  # noqa: BLE001 - isolate the record at fault
         if database_unavailable(error):
             raise
@@ -148,34 +121,33 @@ def process_batch(
             log.error("a batch of %d records failed (%s); committing them one by one", len(records), _describe(error))
             report = BatchReport()
             for record in records:
-                report.extend(process_batch(engine=engine, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier))
+                report.extend(process_batch(unit_of_work=unit_of_work, records=[record], consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier))
             return report
-        return _refused(engine, records[0], error=error, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
+        return _refused(unit_of_work, records[0], error=error, consumer_group=consumer_group, max_request_bytes=max_request_bytes)
 
 
 def _describe(error: BaseException) -> str:
-    cause = error.orig if isinstance(error, sa.exc.DBAPIError) else error
-    return f"{type(cause).__name__}: {safe_text(str(cause), limit=300)}"
+    return safe_text(describe(error), limit=300)
 
 
-def _with_conflict_retries(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
+def _with_conflict_retries(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     conflicts = 0
     while True:
         try:
-            return _process_once(engine=engine, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
-        except sa.exc.DBAPIError as error:
-            if not is_retryable(error) or conflicts >= MAX_CONFLICT_RETRIES:
+            return _process_once(unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
+        except Exception as error:
+            if not is_conflict(error) or conflicts >= MAX_CONFLICT_RETRIES:
                 raise
             conflicts += 1
-            log.info("batch conflicted with another processor (%s); running it again", type(error.orig).__name__)
+            log.info("batch conflicted with another processor (%s); running it again", _describe(error).partition(":")[0])
             time.sleep(0.01 * conflicts)
 
 
-def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
+def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     now = datetime.now(UTC)
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
 
-    with UnitOfWork(engine) as uow:
+    with unit_of_work() as uow:
         floors = _floors(uow, decoded, consumer_group=consumer_group)
         # Before any state is loaded: a refused request locks nothing of the project it aimed at.
         decoded, refused = _authenticate(uow, decoded, verifier=verifier, floors=floors, now=now)
@@ -192,7 +164,7 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
         rejected = sorted({key for d in decoded if (key := _rejection_key(d)) is not None} - originals.keys())
         if rejected:  # rare: invalid records whose reference may have been spent before
             originals.update(uow.load_references(rejected))
-        uow.write(outcome, spenders=spenders, now=now)
+        stored = uow.write(outcome, spenders=spenders, now=now)
         uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets(records), now=now)
         failpoint("before_db_commit")
         uow.commit()
@@ -203,7 +175,7 @@ def _process_once(*, engine: sa.Engine, records: Sequence[SourceRecord], consume
         key = (spent.project_id, spent.reference_id)
         originals.setdefault(key, spent.result)
         sources[key], hashes[key] = spenders[key]
-    answers = _Answers(originals=originals, sources=sources, hashes=hashes, result_json=uow.result_json)
+    answers = _Answers(originals=originals, sources=sources, hashes=hashes, stored=stored)
     report = BatchReport()
     results = iter(outcome.results)
     for item in decoded:
@@ -339,7 +311,7 @@ class _Answers:
     originals: Mapping[ReferenceKey, Result]  # every reference spent, before or in this batch
     sources: Mapping[ReferenceKey, Source]  # the record that spent it
     hashes: Mapping[ReferenceKey, bytes]  # that record's fingerprint
-    result_json: Mapping[int, str]  # id(result) -> its JSON as stored
+    stored: StoredResults  # the JSON each reference spent by this batch was stored with
 
     def add(self, report: BatchReport, item: Decoded, result: Result | None) -> None:
         record = item.record
@@ -386,11 +358,11 @@ class _Answers:
         return Reply(record=record, result=result, key=key_of(original), value=self._json(original), duplicate=kind)
 
     def _json(self, result: Result) -> bytes:
-        text = self.result_json.get(id(result))
+        text = self.stored.json_of(result)
         return (text if text is not None else result.model_dump_json()).encode()
 
 
-def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consumer_group: str, max_request_bytes: int) -> BatchReport:
+def _refused(unit_of_work: UnitOfWorkFactory, record: SourceRecord, *, error: Exception, consumer_group: str, max_request_bytes: int) -> BatchReport:
     """The database refused this one record: answer it InternalError, change nothing, spend
     nothing, and move PostgreSQL's offset past it (it would fail again)."""
     log.error("the record at %s failed alone (%s); answering it InternalError", record.where, _describe(error))
@@ -405,7 +377,7 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
     key = _rejection_key(item)
     report = BatchReport()
     try:
-        with UnitOfWork(engine) as uow:
+        with unit_of_work() as uow:
             originals = uow.load_references([key]) if key is not None else {}
             if evaluated and key not in originals:  # a replay gets this answer back
                 uow.store_record_answers([((record.topic, record.partition, record.offset), item.rejection)], now=now)  # type: ignore[list-item]
@@ -418,5 +390,5 @@ def _refused(engine: sa.Engine, record: SourceRecord, *, error: Exception, consu
         log.error("the record at %s failed again while being answered (%s); dead-lettering it", record.where, _describe(again))
         report.dead_letters.append(DeadLetter(record=record, reason=f"this record failed in the database ({type(error).__name__}, then {type(again).__name__}); nothing was applied"))
         return report
-    _Answers(originals=originals, sources={}, hashes={}, result_json={}).add(report, item, None)
+    _Answers(originals=originals, sources={}, hashes={}, stored=StoredResults()).add(report, item, None)
     return report

@@ -23,6 +23,7 @@ a result the results topic refuses becomes a dead letter, a dead letter shrinks 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import logging
 from collections.abc import Awaitable, Callable
@@ -35,9 +36,11 @@ from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
 
-from processor.service.batch import BatchReport, DeadLetter, database_unavailable, next_offsets, process_batch
+from processor.service.batch import BatchReport, DeadLetter, next_offsets, process_batch
 from processor.settings import ProcessorSettings
-from processor.storage.unit_of_work import Offsets, UnitOfWork
+from processor.storage.failures import database_unavailable
+from processor.storage.sources import Offsets
+from processor.storage.unit_of_work import PostgresUnitOfWork
 from processor.service.records import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
 from processor.stream.pipeline import CommittedBatch, ResultsStage
@@ -177,7 +180,7 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
         return floor
 
     def _stored_offsets(self, topic: str) -> dict[int, int]:
-        with UnitOfWork(self.engine) as uow:
+        with PostgresUnitOfWork(self.engine) as uow:
             return uow.load_offsets(consumer_group=self.consumer_group, topic=topic)
 
 
@@ -192,6 +195,8 @@ class Processor:
         # its batch's first statement, which SQLAlchemy invalidates and `database_unavailable`
         # waits out; the batch runs again on a new connection.
         self.engine = sa.create_engine(settings.database_url, pool_size=settings.db_pool_size)
+        # What the service applies each batch through (processor/service/unit_of_work.py).
+        self.unit_of_work = functools.partial(PostgresUnitOfWork, self.engine)
         # FastStream runs the consumer side: the group, batches, acks and graceful shutdown.
         # Results go out through `self.producer`, a batch at a time (see `publish`).
         # FastStream logs "Received" and "Processed" for every batch at the broker's log level:
@@ -249,7 +254,7 @@ class Processor:
                 "committing the batch to PostgreSQL",
                 lambda: asyncio.to_thread(
                     process_batch,
-                    engine=self.engine,
+                    unit_of_work=self.unit_of_work,
                     records=records,
                     consumer_group=self.settings.consumer_group,
                     max_request_bytes=self.settings.max_request_bytes,

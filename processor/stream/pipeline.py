@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from processor.failpoints import failpoint
 from processor.service.batch import BatchReport
-from processor.storage.unit_of_work import Offsets
+from processor.storage.sources import Offsets
 from processor.stream.retries import broker_unavailable, until_it_works
 
 DEFAULT_DEPTH = 2

@@ -3,12 +3,15 @@ must never pass through a float on its way from PostgreSQL to the engine and bac
 
 from __future__ import annotations
 
+import functools
+
 import json
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from processor.storage.unit_of_work import PostgresUnitOfWork
 from processor.service.batch import process_batch
 from schemas.signing import Verifier
 
@@ -38,7 +41,7 @@ def test_balances_beyond_float_precision_stay_exact(processor_database_url: str)
     try:
         for offset, batch in ((0, requests), (100, later)):
             records = [SourceRecord(topic="big", partition=0, offset=offset + i, key=None, value=json.dumps(r).encode()) for i, r in enumerate(batch)]
-            report = process_batch(engine=engine, records=records, consumer_group="big", max_request_bytes=1 << 20, verifier=UNSIGNED)
+            report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=records, consumer_group="big", max_request_bytes=1 << 20, verifier=UNSIGNED)
             assert all(reply.result.status.value == "Completed" for reply in report.replies), [r.result for r in report.replies]
         entries = report.replies[-1].result.transaction.entries
         assert [(e.wallet_id, e.balance_after) for e in entries] == [("A", "10.000000000000000000"), ("B", "0.000000000000000001")]

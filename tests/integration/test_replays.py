@@ -3,12 +3,15 @@ the service called directly): what was answered "nothing applied" is never appli
 
 from __future__ import annotations
 
+import functools
+
 import json
 import uuid
 
 import pytest
 import sqlalchemy as sa
 
+from processor.storage.unit_of_work import PostgresUnitOfWork
 from processor.service.batch import process_batch
 from schemas.signing import Verifier
 
@@ -36,7 +39,7 @@ def record(partition: int, offset: int, body: dict) -> SourceRecord:
 
 
 def answer(engine: sa.Engine, group: str, *records: SourceRecord):
-    report = process_batch(engine=engine, records=list(records), consumer_group=group, max_request_bytes=1 << 20, verifier=UNSIGNED)
+    report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=list(records), consumer_group=group, max_request_bytes=1 << 20, verifier=UNSIGNED)
     assert not report.dead_letters
     return [json.loads(reply.value) for reply in report.replies], report.replies
 
@@ -80,7 +83,7 @@ def signed(partition: int, offset: int, body: dict, *, key=None, headers=()) -> 
 
 
 def answer_signed(engine: sa.Engine, group: str, *records: SourceRecord):
-    report = process_batch(engine=engine, records=list(records), consumer_group=group, max_request_bytes=1 << 20, verifier=SIGNED)
+    report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=list(records), consumer_group=group, max_request_bytes=1 << 20, verifier=SIGNED)
     assert not report.dead_letters
     return report.replies
 

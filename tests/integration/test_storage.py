@@ -3,6 +3,8 @@ and writes what the engine needs, and concurrent batches neither deadlock nor lo
 
 from __future__ import annotations
 
+import functools
+
 import json
 import threading
 import uuid
@@ -16,7 +18,7 @@ from processor.service.batch import process_batch
 from schemas.signing import Verifier
 
 from processor.storage.audit import audit_ledger
-from processor.storage.unit_of_work import UnitOfWork
+from processor.storage.unit_of_work import PostgresUnitOfWork
 from processor.service.records import SourceRecord
 from schemas.requests import RequestAdapter
 
@@ -44,7 +46,7 @@ def records(requests: list[dict], *, partition: int = 0, start: int = 0, topic: 
 
 
 def apply(engine: sa.Engine, requests: list[dict], **where) -> list:
-    report = process_batch(engine=engine, records=records(requests, **where), consumer_group="storage-test", max_request_bytes=1 << 20, verifier=UNSIGNED)
+    report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=records(requests, **where), consumer_group="storage-test", max_request_bytes=1 << 20, verifier=UNSIGNED)
     return [reply.result for reply in report.replies]
 
 
@@ -140,7 +142,7 @@ def test_load_state_loads_and_locks_what_the_keys_ask_for(engine, project):
             {"type": "transaction.run", "project_id": project, "reference_id": "fund", "operations": [{"type": "Issue", "wallet_id": "A", "amount": "1"}]},
         )
     ]
-    with UnitOfWork(engine) as uow:
+    with PostgresUnitOfWork(engine) as uow:
         state = uow.load_state(state_keys(requests))
         locked = uow.connection.execute(
             sa.text(
@@ -159,23 +161,23 @@ def test_load_state_loads_and_locks_what_the_keys_ask_for(engine, project):
 
 def test_stored_offsets_never_move_back(engine):
     group = f"g-{uuid.uuid4().hex[:6]}"
-    with UnitOfWork(engine) as uow:
+    with PostgresUnitOfWork(engine) as uow:
         uow.store_offsets(consumer_group=group, offsets={("t", 0): 50, ("t", 1): 7}, now=NOW)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with PostgresUnitOfWork(engine) as uow:
         uow.store_offsets(consumer_group=group, offsets={("t", 0): 10, ("t", 1): 9}, now=NOW)
         uow.commit()
-    with UnitOfWork(engine) as uow:
+    with PostgresUnitOfWork(engine) as uow:
         assert uow.load_offsets(consumer_group=group, topic="t") == {0: 50, 1: 9}
 
 
 def test_a_batch_that_fails_commits_nothing(engine, project):
     before = audit_ledger(engine, project_id=project)
     with pytest.raises(RuntimeError):
-        with UnitOfWork(engine) as uow:
+        with PostgresUnitOfWork(engine) as uow:
             uow.store_offsets(consumer_group="rollback", offsets={("t", 0): 1}, now=NOW)
             raise RuntimeError("crash before commit")
-    with UnitOfWork(engine) as uow:
+    with PostgresUnitOfWork(engine) as uow:
         assert uow.load_offsets(consumer_group="rollback", topic="t") == {}
     assert before.ok
 

@@ -8,6 +8,7 @@ import json
 from datetime import UTC, datetime
 
 from processor.ledger.outcome import BatchOutcome, ReferenceRecord
+from processor.storage.writing import StoredResults
 from processor.service.batch import BatchReport, _Answers, _rejection_key, _spenders, fingerprint
 from processor.service.records import Decoded, SourceRecord, decode
 from schemas.errors import ErrorCode
@@ -32,7 +33,7 @@ def repeat_of(original: Result) -> Result:
 
 def answers(original: Result, *, spender: SourceRecord) -> _Answers:
     key = ("p", "r")
-    return _Answers(originals={key: original}, sources={key: ("requests", 0, spender.offset)}, hashes={key: fingerprint(spender)}, result_json={})
+    return _Answers(originals={key: original}, sources={key: ("requests", 0, spender.offset)}, hashes={key: fingerprint(spender)}, stored=StoredResults())
 
 
 def test_result_keys_without_a_project_can_never_be_a_real_key():
