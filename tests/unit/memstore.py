@@ -13,6 +13,7 @@ from processor.ledger import (
     LedgerState,
     Project,
     TransactionRecord,
+    StateKeys,
     Wallet,
     apply_batch,
     state_keys,
@@ -40,7 +41,10 @@ class MemoryStore:
     clock: datetime = T0
 
     def load(self, requests: list[RequestModel]) -> LedgerState:
-        keys = state_keys(requests)
+        return self.load_keys(state_keys(requests))
+
+    def load_keys(self, keys: StateKeys) -> LedgerState:
+        """What the loader contract (processor/ledger/state_keys.py) says storage loads."""
         state = LedgerState()
         for pid in keys.project_ids:
             if pid in self.projects:
@@ -61,7 +65,7 @@ class MemoryStore:
                 state.wallets[key] = self.wallets[key]
         for wallet in list(state.wallets.values()):  # joins: each wallet's asset and owner
             state.assets[(wallet.project_id, wallet.asset_id)] = self.assets[(wallet.project_id, wallet.asset_id)]
-            if wallet.customer_id is not None:
+            if wallet.customer_id is not None and keys.wallet_owners:
                 owner = self.customers.get((wallet.project_id, wallet.customer_id))
                 if owner is not None:
                     state.customers[owner.project_id, owner.customer_id] = owner

@@ -1,0 +1,90 @@
+"""The loader contract (processor/ledger/state_keys.py), held against both units of work: the
+in-memory fake the service's unit tests use and PostgreSQL's. The same seed goes in through the
+service, the same keys are asked for, the same state must come back from each."""
+
+from __future__ import annotations
+
+import functools
+import json
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import sqlalchemy as sa
+
+from processor.ledger import StateKeys
+from processor.service.batch import process_batch
+from processor.service.records import SourceRecord
+from processor.service.unit_of_work import UnitOfWorkFactory
+from processor.storage.unit_of_work import PostgresUnitOfWork
+from schemas.signing import Verifier
+
+from tests.unit.fake_unit_of_work import FakeDatabase
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def engine(processor_database_url: str) -> Iterator[sa.Engine]:
+    created = sa.create_engine(processor_database_url, pool_size=2)
+    yield created
+    created.dispose()
+
+
+@pytest.fixture(params=["memory", "postgresql"])
+def unit_of_work(request: pytest.FixtureRequest) -> UnitOfWorkFactory:
+    if request.param == "memory":
+        return FakeDatabase().unit_of_work
+    return functools.partial(PostgresUnitOfWork, request.getfixturevalue("engine"))
+
+
+def seed(unit_of_work: UnitOfWorkFactory) -> str:
+    """A project with two assets, two customers (one with two wallets, one with none), a system
+    wallet and a spent reference."""
+    p = f"lc-{uuid.uuid4().hex[:10]}"
+    requests = [
+        {"type": "project.create", "project_id": p, "name": "Loader", "reference_id": "p"},
+        {"type": "asset.create", "project_id": p, "asset_id": "usd", "code": "USD", "name": "Dollar", "reference_id": "a1"},
+        {"type": "asset.create", "project_id": p, "asset_id": "eur", "code": "EUR", "name": "Euro", "reference_id": "a2"},
+        {"type": "customer.upsert", "project_id": p, "customer_id": "c1", "reference_id": "c1"},
+        {"type": "customer.upsert", "project_id": p, "customer_id": "c2", "reference_id": "c2"},
+        {"type": "wallet.open", "project_id": p, "customer_id": "c1", "asset_id": "usd", "wallet_id": "A", "reference_id": "wa"},
+        {"type": "wallet.open", "project_id": p, "customer_id": "c1", "asset_id": "eur", "wallet_id": "B", "reference_id": "wb"},
+        {"type": "system_wallet.open", "project_id": p, "asset_id": "usd", "wallet_id": "S", "reference_id": "ws"},
+        {"type": "transaction.run", "project_id": p, "reference_id": "fund", "operations": [{"type": "Issue", "wallet_id": "A", "amount": "12.5"}]},
+    ]
+    records = [SourceRecord(topic=f"seed-{p}", partition=0, offset=i, key=None, value=json.dumps(r).encode()) for i, r in enumerate(requests)]
+    report = process_batch(unit_of_work=unit_of_work, records=records, consumer_group="lc", max_request_bytes=1 << 20, verifier=Verifier(master=None, required=False))
+    assert [r.result.status.value for r in report.replies] == ["Completed"] * len(requests), [r.result.error for r in report.replies]
+    return p
+
+
+def keys(p: str, *, wallet_owners: bool) -> StateKeys:
+    return StateKeys(
+        project_ids=(p, "no-such-project"),
+        asset_keys=((p, "usd"), (p, "zzz")),
+        customer_keys=((p, "c2"),),
+        wallet_keys=((p, "S"), (p, "missing")),
+        reference_keys=((p, "fund"), (p, "unspent")),
+        customers_with_wallets=((p, "c1"), (p, "c2"), (p, "nobody")),
+        locked_project_ids=(),
+        locked_asset_keys=(),
+        locked_customer_keys=(),
+        wallet_owners=wallet_owners,
+    )
+
+
+@pytest.mark.parametrize("wallet_owners", [True, False])
+def test_both_units_of_work_load_what_the_contract_says(unit_of_work: UnitOfWorkFactory, wallet_owners: bool) -> None:
+    p = seed(unit_of_work)
+    with unit_of_work() as uow:
+        state = uow.load_state(keys(p, wallet_owners=wallet_owners))
+    assert set(state.projects) == {p}  # rule 1: the existing ones only
+    assert set(state.assets) == {(p, "usd"), (p, "eur")}  # rule 2: asked for, and every loaded wallet's (B's eur)
+    owners = {(p, "c1")} if wallet_owners else set()
+    assert set(state.customers) == {(p, "c2")} | owners  # rule 3: asked for, and the owners when asked
+    assert set(state.wallets) == {(p, "S"), (p, "A"), (p, "B")}  # rule 4: asked for, and every wallet of c1/c2
+    assert {k: sorted(v) for k, v in state.customer_wallets.items()} == {(p, "c1"): [(p, "A"), (p, "B")], (p, "c2"): [], (p, "nobody"): []}  # rule 5
+    assert set(state.references) == {(p, "fund")} and state.references[(p, "fund")].status.value == "Completed"  # rule 6
+    assert state.wallets[(p, "A")].balance == 1250 and state.assets[(p, "usd")].fractions == 100
+    assert uow.reference_sources[(p, "fund")] == (f"seed-{p}", 0, 8)  # who spent it
