@@ -50,7 +50,7 @@ def check_entries_match_balances(
             raise InvariantViolation("ENTRIES_SUM_TO_BALANCE_CHANGE", f"wallet {key}")
 
 
-def check_transfer_conserves(*, issued: int, redeemed: int, before_total: int, after_total: int) -> None:
+def check_value_conserved(*, issued: int, redeemed: int, before_total: int, after_total: int) -> None:
     """VALUE_CONSERVED: total balance changes by exactly issued - redeemed."""
     if after_total - before_total != issued - redeemed:
         raise InvariantViolation(
