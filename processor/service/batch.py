@@ -26,10 +26,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_incrementing
 
 from processor.failpoints import failpoint
 from processor.ledger.engine import apply_batch
@@ -131,16 +132,17 @@ def _describe(error: BaseException) -> str:
 
 
 def _with_conflict_retries(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
-    conflicts = 0
-    while True:
-        try:
-            return _process_once(unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
-        except Exception as error:
-            if not is_conflict(error) or conflicts >= MAX_CONFLICT_RETRIES:
-                raise
-            conflicts += 1
-            log.info("batch conflicted with another processor (%s); running it again", _describe(error).partition(":")[0])
-            time.sleep(0.01 * conflicts)
+    """A batch that conflicted with another processor's (the same reference spent on two
+    partitions at once, a deadlock) is rolled back and run again, which then sees the other's
+    commit; after MAX_CONFLICT_RETRIES the error is the record's (see `process_batch`)."""
+    retrying = Retrying(
+        retry=retry_if_exception(is_conflict),
+        stop=stop_after_attempt(MAX_CONFLICT_RETRIES + 1),
+        wait=wait_incrementing(start=0.01, increment=0.01),
+        before_sleep=lambda state: log.info("batch conflicted with another processor (%s); running it again", _describe(state.outcome.exception())),  # type: ignore[union-attr]
+        reraise=True,
+    )
+    return retrying(_process_once, unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
 
 
 def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
