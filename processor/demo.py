@@ -18,7 +18,7 @@ from typing import Any
 
 from processor.client import WalletClient
 from processor.processor_login import grant_topics, processor_environment
-from processor.settings import ProcessorSettings, SettingsError, load
+from processor.settings import ProcessorSettings, load_or_exit
 from schemas.signing import SigningKey
 from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
@@ -90,12 +90,7 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
 
 
 def main() -> int:
-    try:
-        settings = load(ProcessorSettings)
-    except SettingsError as error:
-        print(f"demo: {error}", file=sys.stderr)
-        return 2
-    assert isinstance(settings, ProcessorSettings)
+    settings = load_or_exit(ProcessorSettings, program="demo")
     log_path = Path(os.environ.get("CLOUDWALLET_DEMO_LOG", "demo-processor.log"))
     # As the operator: migrate, create the topics, grant the processor's principal its ACLs; the
     # processor itself runs with its own login (CLOUDWALLET_PROCESSOR_ENV_FILE, set by make demo).

@@ -7,14 +7,18 @@
 from __future__ import annotations
 
 import re
+import sys
 from functools import cached_property
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from processor.client.connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
 from schemas.signing import SigningError, SigningKey, Verifier, read_master
+
+S = TypeVar("S", bound="DatabaseSettings")
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -196,3 +200,18 @@ def load(settings_class: type[DatabaseSettings] = ProcessorSettings, **overrides
             env = _ENV_NAMES.get(field, f"CLOUDWALLET_{field.upper()}")
             problems.append(f"{env}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
+
+
+LOCAL_STACK_HINT = 'for the local stack: eval "$(python3 deploy/local/stack.py env --as ROLE)", ROLE = admin, processor, gateway or client'
+
+
+def load_or_exit(settings_class: type[S], *, program: str, **overrides: object) -> S:
+    """`load` for a command: on bad settings, print what is wrong (each variable named) and how
+    to set them for the local stack, and exit with status 2."""
+    try:
+        settings = load(settings_class, **overrides)
+    except SettingsError as error:
+        print(f"{program}: {error}\n({LOCAL_STACK_HINT})", file=sys.stderr)
+        raise SystemExit(2) from None
+    assert isinstance(settings, settings_class)
+    return settings
