@@ -395,15 +395,8 @@ class _Batch:
         except Rejected as rejected:
             error = error_info(rejected.code, rejected.message, rejected.operation_index)
             view = self._record_transaction(request, project_id, transaction_id, status=Status.Failed, entries=[], error=error)
-            return build(
-                Result,
-                reference_id=request.reference_id,
-                project_id=project_id,
-                type=request.type,
-                status=Status.Failed,
-                error=error,
-                processed_at=self.now,
-                **{**_NO_VIEWS, "transaction": view},
+            return failed_result(
+                reference_id=request.reference_id, project_id=project_id, request_type=request.type, error=error, processed_at=self.now, transaction=view
             )
         if __debug__:
             check_postings(before={key: wallets[key].balance for key in balances}, balances=balances, postings=postings)

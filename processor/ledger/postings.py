@@ -37,6 +37,23 @@ def _minor(amount: object, fractions: int, index: int) -> int:
     except ValueError as exc:
         reject(ErrorCode.ValidationError, str(exc), index)
 
+def _debited(wallet: Wallet, balance: int, amount: int, *, fractions: int, index: int, needs: str) -> int:
+    """The balance after taking `amount` out; InsufficientFunds when it would go below zero."""
+    after = balance - amount
+    if after < 0:
+        held, needed = format_minor_units(balance, fractions=fractions), format_minor_units(amount, fractions=fractions)
+        reject(ErrorCode.InsufficientFunds, f"wallet {wallet.wallet_id!r} holds {held}, {needs} needs {needed}", index)
+    return after
+
+
+def _credited(wallet: Wallet, balance: int, amount: int, *, index: int) -> int:
+    """The balance after putting `amount` in; BalanceLimitExceeded past MAX_BALANCE_MINOR."""
+    after = balance + amount
+    if after > MAX_BALANCE_MINOR:
+        reject(ErrorCode.BalanceLimitExceeded, f"wallet {wallet.wallet_id!r} would exceed the balance limit", index)
+    return after
+
+
 def post_operations(
     request: TransactionRun, project_id: str, *, wallets: Mapping[WalletKey, Wallet], assets: Mapping[AssetKey, Asset]
 ) -> tuple[dict[WalletKey, int], list[Posting]]:
@@ -54,19 +71,10 @@ def post_operations(
                     f"wallet {target.wallet_id!r} holds {target.asset_id!r}",
                     index,
                 )
-            amount = _minor(operation.amount, assets[(project_id, source.asset_id)].fractions, index)
-            source_balance = balances.get(source.key, source.balance) - amount
-            if source_balance < 0:
-                fractions = assets[(project_id, source.asset_id)].fractions
-                reject(
-                    ErrorCode.InsufficientFunds,
-                    f"wallet {source.wallet_id!r} holds {format_minor_units(source_balance + amount, fractions=fractions)}, "
-                    f"the transfer needs {format_minor_units(amount, fractions=fractions)}",
-                    index,
-                )
-            target_balance = balances.get(target.key, target.balance) + amount
-            if target_balance > MAX_BALANCE_MINOR:
-                reject(ErrorCode.BalanceLimitExceeded, f"wallet {target.wallet_id!r} would exceed the balance limit", index)
+            fractions = assets[(project_id, source.asset_id)].fractions
+            amount = _minor(operation.amount, fractions, index)
+            source_balance = _debited(source, balances.get(source.key, source.balance), amount, fractions=fractions, index=index, needs="the transfer")
+            target_balance = _credited(target, balances.get(target.key, target.balance), amount, index=index)
             balances[source.key] = source_balance
             balances[target.key] = target_balance
             postings.append((source.key, index, EntryType.Debit, amount, source_balance))
@@ -74,24 +82,15 @@ def post_operations(
         elif type(operation) is Issue:
             wallet = _operable_wallet(wallets, project_id, operation.wallet_id, index)
             amount = _minor(operation.amount, assets[(project_id, wallet.asset_id)].fractions, index)
-            balance = balances.get(wallet.key, wallet.balance) + amount
-            if balance > MAX_BALANCE_MINOR:
-                reject(ErrorCode.BalanceLimitExceeded, f"wallet {wallet.wallet_id!r} would exceed the balance limit", index)
+            balance = _credited(wallet, balances.get(wallet.key, wallet.balance), amount, index=index)
             balances[wallet.key] = balance
             postings.append((wallet.key, index, EntryType.Issue, amount, balance))
         else:
             assert type(operation) is Redeem, f"unknown operation {operation!r}"
             wallet = _operable_wallet(wallets, project_id, operation.wallet_id, index)
-            amount = _minor(operation.amount, assets[(project_id, wallet.asset_id)].fractions, index)
-            balance = balances.get(wallet.key, wallet.balance) - amount
-            if balance < 0:
-                fractions = assets[(project_id, wallet.asset_id)].fractions
-                reject(
-                    ErrorCode.InsufficientFunds,
-                    f"wallet {wallet.wallet_id!r} holds {format_minor_units(balance + amount, fractions=fractions)}, "
-                    f"the redemption needs {format_minor_units(amount, fractions=fractions)}",
-                    index,
-                )
+            fractions = assets[(project_id, wallet.asset_id)].fractions
+            amount = _minor(operation.amount, fractions, index)
+            balance = _debited(wallet, balances.get(wallet.key, wallet.balance), amount, fractions=fractions, index=index, needs="the redemption")
             balances[wallet.key] = balance
             postings.append((wallet.key, index, EntryType.Redeem, amount, balance))
     return balances, postings

@@ -102,6 +102,7 @@ def failed_result(
     error: ErrorInfo,
     processed_at: datetime,
     original: Result | None = None,
+    transaction: TransactionView | None = None,
 ) -> Result:
     return build(
         Result,
@@ -116,6 +117,6 @@ def failed_result(
         customer=None,
         wallet=None,
         wallets=None,
-        transaction=None,
+        transaction=transaction,
         original=original,
     )
