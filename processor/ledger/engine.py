@@ -20,10 +20,10 @@ types (each ~10-20 lines, on the batch's one working state); split across module
 need mixins sharing that state, which hides more than it shows.
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
-from typing import Final
+from typing import Final, TypeVar
 
 from schemas.ids import derive_transaction_id
 from processor.ledger.state_keys import created_asset_id, opened_wallet_id
@@ -66,6 +66,8 @@ from schemas.results import EntryView, ErrorInfo, Result, TransactionView
 from schemas.states import CustomerStatus, Status, WalletStatus
 
 __all__ = ["apply_batch"]
+
+T = TypeVar("T")
 
 _NO_VIEWS: Final[dict[str, None]] = {
     "project": None,
@@ -200,24 +202,6 @@ class _Batch:
     def _wallet_view(self, wallet: Wallet) -> object:
         return wallet_view(wallet, fractions=self._fractions_of(wallet))
 
-    def _existing_wallet(self, project_id: str, wallet_id: str) -> Wallet:
-        wallet = self.work.wallets.get((project_id, wallet_id))
-        if wallet is None:
-            reject(ErrorCode.WalletNotFound, f"wallet {wallet_id!r} not found")
-        return wallet
-
-    def _existing_asset(self, project_id: str, asset_id: str) -> Asset:
-        asset = self.work.assets.get((project_id, asset_id))
-        if asset is None:
-            reject(ErrorCode.AssetNotFound, f"asset {asset_id!r} not found")
-        return asset
-
-    def _existing_customer(self, project_id: str, customer_id: str) -> Customer:
-        customer = self.work.customers.get((project_id, customer_id))
-        if customer is None:
-            reject(ErrorCode.CustomerNotFound, f"customer {customer_id!r} not found")
-        return customer
-
     # --- projects -----------------------------------------------------------------------
 
     def project_create(self, request: ProjectCreate, project_id: str) -> Result:
@@ -251,12 +235,12 @@ class _Batch:
         return self._completed(request, project_id, asset=asset_view(asset))
 
     def asset_rename(self, request: AssetRename, project_id: str) -> Result:
-        asset = replace(self._existing_asset(project_id, request.asset_id), name=request.name)
+        asset = replace(_existing(self.work.assets, project_id, request.asset_id, ErrorCode.AssetNotFound, "asset"), name=request.name)
         self.work.put_asset(asset)
         return self._completed(request, project_id, asset=asset_view(asset))
 
     def asset_delete(self, request: AssetDelete, project_id: str) -> Result:
-        asset = self._existing_asset(project_id, request.asset_id)
+        asset = _existing(self.work.assets, project_id, request.asset_id, ErrorCode.AssetNotFound, "asset")
         if asset.in_use:
             reject(ErrorCode.AssetInUse, f"asset {asset.asset_id!r} is used by a wallet")
         self.work.delete_asset(asset.key)
@@ -289,7 +273,7 @@ class _Batch:
         return [self.work.wallets[key] for key in keys]
 
     def customer_suspend(self, request: CustomerSuspend, project_id: str) -> Result:
-        customer = self._existing_customer(project_id, request.customer_id)
+        customer = _existing(self.work.customers, project_id, request.customer_id, ErrorCode.CustomerNotFound, "customer")
         suspended: list[object] = []
         for wallet in self._customer_wallets(customer):
             if wallet.status == WalletStatus.Open:
@@ -302,14 +286,14 @@ class _Batch:
         return self._completed(request, project_id, customer=customer_view(customer), wallets=suspended)
 
     def customer_resume(self, request: CustomerResume, project_id: str) -> Result:
-        customer = self._existing_customer(project_id, request.customer_id)
+        customer = _existing(self.work.customers, project_id, request.customer_id, ErrorCode.CustomerNotFound, "customer")
         if customer.status != CustomerStatus.Active:
             customer = replace(customer, status=CustomerStatus.Active)
             self.work.put_customer(customer)
         return self._completed(request, project_id, customer=customer_view(customer))
 
     def customer_delete(self, request: CustomerDelete, project_id: str) -> Result:
-        customer = self._existing_customer(project_id, request.customer_id)
+        customer = _existing(self.work.customers, project_id, request.customer_id, ErrorCode.CustomerNotFound, "customer")
         not_closed = [w.wallet_id for w in self._customer_wallets(customer) if w.status != WalletStatus.Closed]
         if not_closed:
             reject(
@@ -324,9 +308,9 @@ class _Batch:
     def _open_wallet(
         self, request: WalletOpen | SystemWalletOpen, project_id: str, customer_id: str | None
     ) -> Result:
-        asset = self._existing_asset(project_id, request.asset_id)
+        asset = _existing(self.work.assets, project_id, request.asset_id, ErrorCode.AssetNotFound, "asset")
         if customer_id is not None:
-            customer = self._existing_customer(project_id, customer_id)
+            customer = _existing(self.work.customers, project_id, customer_id, ErrorCode.CustomerNotFound, "customer")
             if customer.status == CustomerStatus.Suspended:
                 reject(ErrorCode.CustomerSuspended, f"customer {customer_id!r} is suspended")
         wallet_id = opened_wallet_id(request)
@@ -357,7 +341,7 @@ class _Batch:
         return self._open_wallet(request, project_id, None)
 
     def wallet_set_status(self, request: WalletSetStatus, project_id: str) -> Result:
-        wallet = self._existing_wallet(project_id, request.wallet_id)
+        wallet = _existing(self.work.wallets, project_id, request.wallet_id, ErrorCode.WalletNotFound, "wallet")
         target = request.status
         if wallet.status == target:
             return self._completed(request, project_id, wallet=self._wallet_view(wallet))
@@ -374,13 +358,13 @@ class _Batch:
         return self._completed(request, project_id, wallet=self._wallet_view(wallet))
 
     def wallet_rename(self, request: WalletRename, project_id: str) -> Result:
-        wallet = replace(self._existing_wallet(project_id, request.wallet_id), name=request.name)
+        wallet = replace(_existing(self.work.wallets, project_id, request.wallet_id, ErrorCode.WalletNotFound, "wallet"), name=request.name)
         self.work.put_wallet(wallet)
         return self._completed(request, project_id, wallet=self._wallet_view(wallet))
 
     def wallet_set_description(self, request: WalletSetDescription, project_id: str) -> Result:
         wallet = replace(
-            self._existing_wallet(project_id, request.wallet_id), description=request.description
+            _existing(self.work.wallets, project_id, request.wallet_id, ErrorCode.WalletNotFound, "wallet"), description=request.description
         )
         self.work.put_wallet(wallet)
         return self._completed(request, project_id, wallet=self._wallet_view(wallet))
@@ -478,6 +462,14 @@ class _Batch:
             error=error,
             created_at=self.now,
         )
+
+
+def _existing(found: Mapping[tuple[str, str], T], project_id: str, entity_id: str, code: ErrorCode, kind: str) -> T:
+    """The project's entity of that ID, or the request is rejected with `code` (…NotFound)."""
+    entity = found.get((project_id, entity_id))
+    if entity is None:
+        reject(code, f"{kind} {entity_id!r} not found")
+    return entity
 
 
 def _with_balance(wallet: Wallet, balance: int) -> Wallet:
