@@ -73,61 +73,31 @@ class BatchWriter:
         return self._copy_references(outcome, spenders=spenders, now=now)
 
     def _write_projects_and_assets(self, outcome: BatchOutcome) -> None:
-        c = self.connection
         if outcome.projects_upserted:
             rows = [{"project_id": p.project_id, "name": p.name, "created_at": p.created_at} for p in outcome.projects_upserted]
-            statement = pg_insert(m.projects)
-            c.execute(statement.on_conflict_do_update(index_elements=["project_id"], set_={"name": statement.excluded.name}), rows)
+            self._upsert(m.projects, rows, key=("project_id",), changing=("name",))
         if outcome.assets_deleted:
-            c.execute(sa.delete(m.assets).where(keys_in(m.assets, "project_id", "asset_id", outcome.assets_deleted, "del_assets")))
+            self._delete(m.assets, "asset_id", outcome.assets_deleted)
         if outcome.assets_upserted:
-            rows = [
-                {
-                    "project_id": a.project_id,
-                    "asset_id": a.asset_id,
-                    "code": a.code,
-                    "name": a.name,
-                    "fractions": a.fractions,
-                    "in_use": a.in_use,
-                    "created_at": a.created_at,
-                }
-                for a in outcome.assets_upserted
-            ]
-            statement = pg_insert(m.assets)
-            c.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["project_id", "asset_id"],
-                    set_={"name": statement.excluded.name, "in_use": statement.excluded.in_use},
-                ),
-                rows,
-            )
+            columns = ("project_id", "asset_id", "code", "name", "fractions", "in_use", "created_at")
+            rows = [{column: getattr(a, column) for column in columns} for a in outcome.assets_upserted]
+            self._upsert(m.assets, rows, key=("project_id", "asset_id"), changing=("name", "in_use"))
 
     def _write_customers(self, outcome: BatchOutcome) -> None:
-        c = self.connection
         if outcome.customers_deleted:
-            c.execute(
-                sa.delete(m.customers).where(keys_in(m.customers, "project_id", "customer_id", outcome.customers_deleted, "del_customers"))
-            )
+            self._delete(m.customers, "customer_id", outcome.customers_deleted)
         if outcome.customers_upserted:
-            rows = [
-                {
-                    "project_id": x.project_id,
-                    "customer_id": x.customer_id,
-                    "name": x.name,
-                    "description": x.description,
-                    "status": x.status.value,
-                    "created_at": x.created_at,
-                }
-                for x in outcome.customers_upserted
-            ]
-            statement = pg_insert(m.customers)
-            c.execute(
-                statement.on_conflict_do_update(
-                    index_elements=["project_id", "customer_id"],
-                    set_={k: statement.excluded[k] for k in ("name", "description", "status", "created_at")},
-                ),
-                rows,
-            )
+            columns = ("project_id", "customer_id", "name", "description", "created_at")
+            rows = [{**{column: getattr(x, column) for column in columns}, "status": x.status.value} for x in outcome.customers_upserted]
+            self._upsert(m.customers, rows, key=("project_id", "customer_id"), changing=("name", "description", "status", "created_at"))
+
+    def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], *, key: tuple[str, ...], changing: tuple[str, ...]) -> None:
+        """One multi-row INSERT ... ON CONFLICT (key) DO UPDATE of the `changing` columns."""
+        statement = pg_insert(table)
+        self.connection.execute(statement.on_conflict_do_update(index_elements=list(key), set_={c: statement.excluded[c] for c in changing}), rows)
+
+    def _delete(self, table: sa.Table, id_column: str, keys: Sequence[tuple[str, str]]) -> None:
+        self.connection.execute(sa.delete(table).where(keys_in(table, "project_id", id_column, keys, f"del_{table.name}")))
 
     def _upsert_wallets(self, wallets: Sequence[Wallet], *, now: datetime) -> None:
         """Every changed wallet in at most two statements.
