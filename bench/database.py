@@ -169,6 +169,45 @@ def _with_end(items: Iterable[tuple[str, str, str, str]]) -> Iterator[tuple[str,
     yield None
 
 
+def _one_transfer(conn: psycopg.Connection, project: str, reference: str, source: str, target: str, amount: str) -> None:
+    """One transfer in one PostgreSQL transaction, as a per-request ledger does it: check the
+    reference, lock both wallets, update them, insert the transaction, its entries and the
+    spent reference (nothing if the reference was spent before)."""
+    cents = _cents(amount)
+    tid = str(uuid.uuid5(NAMESPACE, f"transaction:{project}:{reference}"))
+    with conn.transaction():
+        now = datetime.now(UTC)
+        if conn.execute("SELECT 1 FROM processed_requests WHERE project_id = %s AND reference_id = %s", (project, reference)).fetchone():
+            return
+        rows = conn.execute(
+            "SELECT wallet_id, balance FROM wallets WHERE project_id = %s AND wallet_id = ANY(%s) ORDER BY wallet_id FOR UPDATE",
+            (project, sorted((source, target))),
+        ).fetchall()
+        balances = {w: int(b) for w, b in rows}
+        if balances[source] < cents:
+            raise RuntimeError("insufficient funds in the baseline: not expected")
+        balances[source] -= cents
+        balances[target] += cents
+        for wallet in (source, target):
+            conn.execute("UPDATE wallets SET balance = %s, updated_at = %s WHERE project_id = %s AND wallet_id = %s", (balances[wallet], now, project, wallet))
+        operations = json.dumps([{"type": "Transfer", "from_wallet_id": source, "to_wallet_id": target, "amount": amount}])
+        conn.execute(
+            "INSERT INTO transactions (project_id, transaction_id, reference_id, description, status, operations, created_at) "
+            "VALUES (%s, %s, %s, '', 'Completed', %s, %s)",
+            (project, tid, reference, operations, now),
+        )
+        conn.execute(
+            "INSERT INTO wallet_entries (project_id, wallet_id, transaction_id, operation_index, entry_type, amount, balance_after, created_at) "
+            "VALUES (%s, %s, %s, 0, 'Debit', %s, %s, %s), (%s, %s, %s, 0, 'Credit', %s, %s, %s)",
+            (project, source, tid, cents, balances[source], now, project, target, tid, cents, balances[target], now),
+        )
+        stamp = now.isoformat().replace("+00:00", "Z")
+        conn.execute(
+            "INSERT INTO processed_requests (project_id, reference_id, request_type, result, created_at) VALUES (%s, %s, 'transaction.run', %s, %s)",
+            (project, reference, _result_json(project, reference, tid, source, target, amount, balances[source], balances[target], stamp), now),
+        )
+
+
 def per_request(
     database_url: str,
     transfers: Iterable[tuple[str, str, str, str]],
@@ -189,51 +228,9 @@ def per_request(
         try:
             with psycopg.connect(_conninfo(database_url)) as conn:
                 while (item := work.get()) is not None:
-                    reference, source, target, amount = item
-                    cents = _cents(amount)
-                    tid = str(uuid.uuid5(NAMESPACE, f"transaction:{project}:{reference}"))
                     while True:
                         try:
-                            with conn.transaction():
-                                now = datetime.now(UTC)
-                                seen = conn.execute(
-                                    "SELECT 1 FROM processed_requests WHERE project_id = %s AND reference_id = %s", (project, reference)
-                                ).fetchone()
-                                if seen:
-                                    break
-                                rows = conn.execute(
-                                    "SELECT wallet_id, balance FROM wallets WHERE project_id = %s AND wallet_id = ANY(%s) ORDER BY wallet_id FOR UPDATE",
-                                    (project, sorted((source, target))),
-                                ).fetchall()
-                                balances = {w: int(b) for w, b in rows}
-                                if balances[source] < cents:
-                                    raise RuntimeError("insufficient funds in the baseline: not expected")
-                                balances[source] -= cents
-                                balances[target] += cents
-                                conn.execute(
-                                    "UPDATE wallets SET balance = %s, updated_at = %s WHERE project_id = %s AND wallet_id = %s",
-                                    (balances[source], now, project, source),
-                                )
-                                conn.execute(
-                                    "UPDATE wallets SET balance = %s, updated_at = %s WHERE project_id = %s AND wallet_id = %s",
-                                    (balances[target], now, project, target),
-                                )
-                                operations = json.dumps([{"type": "Transfer", "from_wallet_id": source, "to_wallet_id": target, "amount": amount}])
-                                conn.execute(
-                                    "INSERT INTO transactions (project_id, transaction_id, reference_id, description, status, operations, created_at) "
-                                    "VALUES (%s, %s, %s, '', 'Completed', %s, %s)",
-                                    (project, tid, reference, operations, now),
-                                )
-                                conn.execute(
-                                    "INSERT INTO wallet_entries (project_id, wallet_id, transaction_id, operation_index, entry_type, amount, balance_after, created_at) "
-                                    "VALUES (%s, %s, %s, 0, 'Debit', %s, %s, %s), (%s, %s, %s, 0, 'Credit', %s, %s, %s)",
-                                    (project, source, tid, cents, balances[source], now, project, target, tid, cents, balances[target], now),
-                                )
-                                stamp = now.isoformat().replace("+00:00", "Z")
-                                conn.execute(
-                                    "INSERT INTO processed_requests (project_id, reference_id, request_type, result, created_at) VALUES (%s, %s, 'transaction.run', %s, %s)",
-                                    (project, reference, _result_json(project, reference, tid, source, target, amount, balances[source], balances[target], stamp), now),
-                                )
+                            _one_transfer(conn, project, *item)
                             with lock:
                                 done += 1
                             break
