@@ -35,7 +35,7 @@ api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False, description
 ApiKey = Annotated[str | None, Security(api_key_header)]
 
 # The contract's wallet ID: every wallet was opened under one, and the `walletId` path parameter
-# (app.WalletIdPath) has the same constraints, checked by the same pydantic validator.
+# (dependencies.WalletIdPath) is that very type, checked by the same pydantic validator.
 _WALLET_ID = TypeAdapter(WalletId)
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 
 def _load(settings_class: Any) -> Any:
@@ -23,8 +26,8 @@ def _load(settings_class: Any) -> Any:
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from processor.gateway.app import create_app
-    from processor.gateway.settings import GatewaySettings
+    from processor.gateway.application import create_app
+    from processor.gateway.gateway_settings import GatewaySettings
 
     settings = _load(GatewaySettings)
     if not args.no_migrate:
@@ -43,12 +46,23 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _engine() -> Any:
+def _on_database(work: Callable[[Any], T]) -> T:
+    """`work` on an engine of DATABASE_URL, disposed after: each command is one short job."""
     import sqlalchemy as sa
 
     from processor.settings import DatabaseSettings
 
-    return sa.create_engine(_load(DatabaseSettings).database_url)
+    engine = sa.create_engine(_load(DatabaseSettings).database_url)
+    try:
+        return work(engine)
+    finally:
+        engine.dispose()
+
+
+def _revoke_answer(revoked: bool, *, missing: str, done: str) -> int:
+    """Exit status of a revoke command: 1 (and why) when there was no such active key."""
+    print(done if revoked else missing, file=sys.stderr)
+    return 0 if revoked else 1
 
 
 def _missing_table(error: Exception) -> int:
@@ -64,16 +78,15 @@ def key_create(args: argparse.Namespace) -> int:
 
     from processor.gateway.keys import create_key
 
-    engine = _engine()
     try:
-        created = create_key(engine, kind=args.kind, project_id=args.project, customer_id=args.customer, label=args.label)
+        created = _on_database(
+            lambda engine: create_key(engine, kind=args.kind, project_id=args.project, customer_id=args.customer, label=args.label)
+        )
     except ValueError as error:
         print(f"cloudwallet gateway-key create: {error}", file=sys.stderr)
         return 2
     except sa.exc.ProgrammingError as error:
         return _missing_table(error)
-    finally:
-        engine.dispose()
     scope = {"project": created.principal.project_id, "customer": created.principal.customer_id}
     scope_text = ", ".join(f"{k} {v!r}" for k, v in scope.items() if v is not None) or "all projects"
     print(f"created {created.principal.kind} key {created.key_id} ({scope_text}); it is shown only this once:", file=sys.stderr)
@@ -86,13 +99,10 @@ def key_list(args: argparse.Namespace) -> int:
 
     from processor.gateway.keys import list_keys
 
-    engine = _engine()
     try:
-        rows = list_keys(engine)
+        rows = _on_database(list_keys)
     except sa.exc.ProgrammingError as error:
         return _missing_table(error)
-    finally:
-        engine.dispose()
     for row in rows:
         state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
         print(
@@ -107,18 +117,15 @@ def key_revoke(args: argparse.Namespace) -> int:
 
     from processor.gateway.keys import revoke_key
 
-    engine = _engine()
     try:
-        revoked = revoke_key(engine, args.key_id)
+        revoked = _on_database(lambda engine: revoke_key(engine, args.key_id))
     except sa.exc.ProgrammingError as error:
         return _missing_table(error)
-    finally:
-        engine.dispose()
-    if not revoked:
-        print(f"cloudwallet gateway-key revoke: no active key {args.key_id!r}", file=sys.stderr)
-        return 1
-    print(f"revoked key {args.key_id} (gateways forget it within CLOUDWALLET_API_KEY_CACHE_SECONDS)", file=sys.stderr)
-    return 0
+    return _revoke_answer(
+        revoked,
+        missing=f"cloudwallet gateway-key revoke: no active key {args.key_id!r}",
+        done=f"revoked key {args.key_id} (gateways forget it within CLOUDWALLET_API_KEY_CACHE_SECONDS)",
+    )
 
 
 def signing_create(args: argparse.Namespace) -> int:
@@ -130,14 +137,13 @@ def signing_create(args: argparse.Namespace) -> int:
         print("cloudwallet signing-key create: give --project P (a key for one project) or --operator (any project)", file=sys.stderr)
         return 2
     settings = _load(SigningSettings)
-    engine = _engine()
     try:
-        key = create_signing_key(engine, master=settings.master_secret(), project_id=args.project, label=args.label)
+        key = _on_database(
+            lambda engine: create_signing_key(engine, master=settings.master_secret(), project_id=args.project, label=args.label)
+        )
     except SigningError as error:
         print(f"cloudwallet signing-key create: {error}", file=sys.stderr)
         return 2
-    finally:
-        engine.dispose()
     print(f"created signing key {key.key_id} ({'project ' + repr(args.project) if args.project else 'operator: any project'}); shown only this once:", file=sys.stderr)
     print(key.token())
     return 0
@@ -146,11 +152,7 @@ def signing_create(args: argparse.Namespace) -> int:
 def signing_list(args: argparse.Namespace) -> int:
     from processor.signing_keys import list_signing_keys
 
-    engine = _engine()
-    try:
-        rows = list_signing_keys(engine, project_id=args.project)
-    finally:
-        engine.dispose()
+    rows = _on_database(lambda engine: list_signing_keys(engine, project_id=args.project))
     for row in rows:
         state = f"revoked {row.revoked_at.isoformat()}" if row.revoked_at else "active"
         print(f"{row.key_id}	project={row.project_id or '*'}	{state}	created {row.created_at.isoformat()}	{row.label or ''}")
@@ -160,16 +162,12 @@ def signing_list(args: argparse.Namespace) -> int:
 def signing_revoke(args: argparse.Namespace) -> int:
     from processor.signing_keys import revoke_signing_key
 
-    engine = _engine()
-    try:
-        revoked = revoke_signing_key(engine, args.key_id)
-    finally:
-        engine.dispose()
-    if not revoked:
-        print(f"cloudwallet signing-key revoke: no active signing key {args.key_id!r}", file=sys.stderr)
-        return 1
-    print(f"revoked signing key {args.key_id}: requests signed with it are refused from the processor's next batch", file=sys.stderr)
-    return 0
+    revoked = _on_database(lambda engine: revoke_signing_key(engine, args.key_id))
+    return _revoke_answer(
+        revoked,
+        missing=f"cloudwallet signing-key revoke: no active signing key {args.key_id!r}",
+        done=f"revoked signing key {args.key_id}: requests signed with it are refused from the processor's next batch",
+    )
 
 
 def add_signing_commands(commands: Any) -> None:

@@ -9,7 +9,7 @@ in a stable order that an index serves.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from processor.gateway.models import Page, WalletEntryView
+from processor.gateway.bodies import Page, WalletEntryView
 from processor.storage import tables as m
 from schemas.amounts import format_minor_units
 from schemas.requests import is_project_id
@@ -61,28 +61,19 @@ def _asset(row: Any) -> AssetView:
     )
 
 
+def _texts(row: Any) -> dict[str, str]:
+    """A row's name and description as the views show them: '' for none (both are nullable)."""
+    return {"name": row.name or "", "description": row.description or ""}
+
+
 def _customer(row: Any) -> CustomerView:
-    return CustomerView(
-        project_id=row.project_id,
-        customer_id=row.customer_id,
-        name=row.name or "",
-        description=row.description or "",
-        status=row.status,
-    )
+    return CustomerView(project_id=row.project_id, customer_id=row.customer_id, status=row.status, **_texts(row))
 
 
 def _wallet(row: Any) -> WalletView:
-    return WalletView(
-        project_id=row.project_id,
-        wallet_id=row.wallet_id,
-        asset_id=row.asset_id,
-        customer_id=row.customer_id,
-        name=row.name or "",
-        description=row.description or "",
-        status=row.status,
-        balance=format_minor_units(int(row.balance), fractions=row.fractions),
-        created_at=row.created_at,
-    )
+    balance = format_minor_units(int(row.balance), fractions=row.fractions)
+    ids = {"project_id": row.project_id, "wallet_id": row.wallet_id, "asset_id": row.asset_id, "customer_id": row.customer_id}
+    return WalletView(**ids, status=row.status, balance=balance, created_at=row.created_at, **_texts(row))
 
 
 _WALLET_COLUMNS = (*m.wallets.c, m.assets.c.fractions)
@@ -136,15 +127,8 @@ class Reads:
     # ----------------------------------------------------------------------------- assets
 
     def list_assets(self, project_id: str, paging: Paging) -> Page:
-        query = (
-            sa.select(m.assets)
-            .where(m.assets.c.project_id == project_id)
-            .order_by(m.assets.c.asset_id)
-            .limit(paging.page_size + 1)
-            .offset(paging.offset)
-        )
-        with self.connect(project_id=project_id) as c:
-            return _page(c.execute(query).all(), paging, _asset)
+        query = sa.select(m.assets).where(m.assets.c.project_id == project_id).order_by(m.assets.c.asset_id)
+        return self._page_in_project(project_id, query, paging=paging, convert=_asset)
 
     def get_asset(self, project_id: str, asset_id: str) -> AssetView | None:
         with self.connect(project_id=project_id) as c:
@@ -154,15 +138,8 @@ class Reads:
     # ----------------------------------------------------------------------------- customers
 
     def list_customers(self, project_id: str, paging: Paging) -> Page:
-        query = (
-            sa.select(m.customers)
-            .where(m.customers.c.project_id == project_id)
-            .order_by(m.customers.c.customer_id)
-            .limit(paging.page_size + 1)
-            .offset(paging.offset)
-        )
-        with self.connect(project_id=project_id) as c:
-            return _page(c.execute(query).all(), paging, _customer)
+        query = sa.select(m.customers).where(m.customers.c.project_id == project_id).order_by(m.customers.c.customer_id)
+        return self._page_in_project(project_id, query, paging=paging, convert=_customer)
 
     def get_customer(self, project_id: str, customer_id: str) -> CustomerView | None:
         with self.connect(project_id=project_id) as c:
@@ -191,11 +168,8 @@ class Reads:
             .select_from(_WALLET_FROM)
             .where(m.wallets.c.project_id == project_id, owner)
             .order_by(m.wallets.c.wallet_id)
-            .limit(paging.page_size + 1)
-            .offset(paging.offset)
         )
-        with self.connect(project_id=project_id) as c:
-            return _page(c.execute(query).all(), paging, _wallet)
+        return self._page_in_project(project_id, query, paging=paging, convert=_wallet)
 
     def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page:
         e = m.wallet_entries
@@ -203,24 +177,19 @@ class Reads:
             sa.select(e)
             .where(e.c.project_id == project_id, e.c.wallet_id == wallet_id, *period.where(e.c.created_at))
             .order_by(e.c.created_at, e.c.entry_id)
-            .limit(paging.page_size + 1)
-            .offset(paging.offset)
         )
-        with self.connect(project_id=project_id) as c:
-            rows = c.execute(query).all()
 
         def convert(row: Any) -> WalletEntryView:
-            return WalletEntryView(
-                entry_id=row.entry_id,
-                wallet_id=row.wallet_id,
-                transaction_id=row.transaction_id,
-                operation_index=row.operation_index,
-                type=row.entry_type,
-                amount=format_minor_units(int(row.amount), fractions=fractions),
-                balance_after=format_minor_units(int(row.balance_after), fractions=fractions),
-                created_at=row.created_at,
-            )
+            fields = _entry_fields(row, fractions=fractions)
+            return WalletEntryView(entry_id=row.entry_id, transaction_id=row.transaction_id, created_at=row.created_at, **fields)
 
+        return self._page_in_project(project_id, query, paging=paging, convert=convert)
+
+    def _page_in_project(self, project_id: str, query: sa.Select[Any], *, paging: Paging, convert: Callable[[Any], Any]) -> Page:
+        """One page of `query`, read in the project's scope: LIMIT page_size + 1 (the extra row
+        only says whether a next page exists)."""
+        with self.connect(project_id=project_id) as c:
+            rows = c.execute(query.limit(paging.page_size + 1).offset(paging.offset)).all()
         return _page(rows, paging, convert)
 
     # ----------------------------------------------------------------------------- transactions
@@ -264,15 +233,7 @@ class Reads:
             .order_by(e.c.transaction_id, e.c.entry_id)
         )
         for row in c.execute(query):
-            found[row.transaction_id].append(
-                EntryView(
-                    wallet_id=row.wallet_id,
-                    operation_index=row.operation_index,
-                    type=row.entry_type,
-                    amount=format_minor_units(int(row.amount), fractions=row.fractions),
-                    balance_after=format_minor_units(int(row.balance_after), fractions=row.fractions),
-                )
-            )
+            found[row.transaction_id].append(EntryView(**_entry_fields(row, fractions=row.fractions)))
         return found
 
     # ----------------------------------------------------------------------------- results
@@ -282,6 +243,18 @@ class Reads:
         with self.connect(project_id=project_id) as c:
             value = c.execute(sa.select(p.c.result).where(p.c.project_id == project_id, p.c.reference_id == reference_id)).scalar()
         return None if value is None else Result.model_validate(value)
+
+
+def _entry_fields(row: Any, *, fractions: int) -> dict[str, Any]:
+    """An entry row's EntryView fields, amounts in the asset's scale: a transaction's entries and
+    a wallet's ledger show an entry alike."""
+    return {
+        "wallet_id": row.wallet_id,
+        "operation_index": row.operation_index,
+        "type": row.entry_type,
+        "amount": format_minor_units(int(row.amount), fractions=fractions),
+        "balance_after": format_minor_units(int(row.balance_after), fractions=fractions),
+    }
 
 
 def _transaction(row: Any, entries: list[EntryView]) -> TransactionView:

@@ -1,8 +1,8 @@
 """The gateway's HTTP layer in-process, without Kafka or PostgreSQL.
 
-The real app from `create_app`, driven over ASGI (httpx.ASGITransport, or raw ASGI calls). Its
-lifespan does not run: the test sets `app.state` as the lifespan would, with fakes for the key
-store, the reads, the signing-key store and the Kafka client. Covered: the body limit on every body (Content-Length or
+The real app from `create_app`, driven over ASGI (httpx.ASGITransport, or raw ASGI calls), built
+with fakes for the key store, the reads, the signing-key store (`backends=`) and the Kafka client
+(`client=`): its lifespan then opens nothing. Covered: the body limit on every body (Content-Length or
 chunked), the documented error codes, and the order of checks (401, then 403, then 422) for
 every key kind on every endpoint; the signing-key endpoints' reach, shapes and their 503 without
 a master signing secret.
@@ -14,8 +14,8 @@ import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import MISSING, dataclass, field, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,18 +27,22 @@ import sqlalchemy as sa
 import uvicorn
 from aiokafka.errors import KafkaConnectionError
 from fastapi import FastAPI
+from fastapi.dependencies.utils import get_flat_params
+from fastapi.params import ParamTypes
 from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from processor.client import ResultTimeout
 from processor.gateway.access import GatewayRoute, Reach, declared_reach
-from processor.gateway.app import create_app, router
+from processor.gateway.application import create_app
+from processor.gateway.backends import Backends
 from processor.gateway.errors import GatewayCode, GatewayError, framework_error
 from processor.gateway.keys import KeyKind, Principal
-from processor.gateway.models import Page, SigningKeyView
+from processor.gateway.bodies import Page, SigningKeyView
 from processor.gateway.reads import Paging
-from processor.gateway.settings import GatewaySettings
+from processor.gateway.gateway_settings import GatewaySettings
+from processor.gateway.routes import ROUTERS
 from schemas.signing import SigningKey, key_for, new_key_id
 from processor.signing_keys import CreatedSigningKey, SigningKeyRow
 from schemas.errors import ErrorCode
@@ -91,6 +95,7 @@ class FakeReads:
     )
     wallet_lookups: list[str] = field(default_factory=list)
     fail_with: Exception | None = None
+    projects: set[str] = field(default_factory=lambda: {"p"})
 
     def get_wallet(self, project_id: str, wallet_id: str) -> WalletView | None:
         self.wallet_lookups.append(wallet_id)
@@ -99,7 +104,7 @@ class FakeReads:
         return self.wallets.get(wallet_id) if project_id == "p" else None
 
     def project_exists(self, project_id: str) -> bool:
-        return project_id == "p"
+        return project_id in self.projects
 
 
 @dataclass
@@ -151,28 +156,53 @@ class Gateway:
     signing_keys: FakeSigningKeys
 
 
+# model_construct: no environment, no validators (the Kafka settings need none here).
+SETTINGS = GatewaySettings.model_construct(max_body_bytes=LIMIT, result_wait_seconds=0.1)
+
+
+@dataclass
+class FakeApp:
+    """An app built with fakes as its backends and client (`create_app(backends=, client=)`)."""
+
+    app: FastAPI
+    reads: FakeReads
+    client: FakeClient
+    signing_keys: FakeSigningKeys
+
+    @classmethod
+    def build(cls, settings: GatewaySettings) -> FakeApp:
+        reads, client, signing = FakeReads(), FakeClient(), FakeSigningKeys()
+        app = create_app(settings, client=client, backends=Backends(reads=reads, keys=FakeKeys(), signing_keys=signing))
+        return cls(app=app, reads=reads, client=client, signing_keys=signing)
+
+
+def renew(fake: Any) -> None:
+    """Every field of a dataclass fake back to its default: the app keeps the same object."""
+    for item in fields(fake):
+        setattr(fake, item.name, item.default_factory() if item.default_factory is not MISSING else item.default)
+
+
+@asynccontextmanager
+async def fake_gateway(built: FakeApp) -> AsyncIterator[Gateway]:
+    """`built`, its fakes as new, and an HTTP client on it."""
+    for fake in (built.reads, built.client, built.signing_keys):
+        renew(fake)
+    # raise_app_exceptions=False: the 500 tests need the answer, not the exception re-raised.
+    transport = httpx.ASGITransport(app=built.app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
+        yield Gateway(app=built.app, http=http, reads=built.reads, client=built.client, signing_keys=built.signing_keys)
+
+
 @pytest.fixture(scope="module")
-def shared_app() -> FastAPI:
-    """One app for the module: its first request builds the middleware stack (slow-ish)."""
-    # model_construct: no environment, no validators (the Kafka settings need none here).
-    settings = GatewaySettings.model_construct(max_body_bytes=LIMIT, result_wait_seconds=0.1)
-    app = create_app(settings)
-    app.state.settings = settings
-    app.state.keys = FakeKeys()
-    return app
+def shared_app() -> FakeApp:
+    """One app for the module: the first request to each of its routes is slow-ish."""
+    return FakeApp.build(SETTINGS)
 
 
 @pytest.fixture
-async def gw(shared_app: FastAPI) -> AsyncIterator[Gateway]:
-    app, reads, client, signing = shared_app, FakeReads(), FakeClient(), FakeSigningKeys()
-    # What the lifespan (not run here) would set: fresh fakes for every test.
-    app.state.reads = reads
-    app.state.client = client
-    app.state.signing_keys = signing
-    # raise_app_exceptions=False: the 500 tests need the answer, not the exception re-raised.
-    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-    async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as http:
-        yield Gateway(app=app, http=http, reads=reads, client=client, signing_keys=signing)
+async def gw(shared_app: FakeApp) -> AsyncIterator[Gateway]:
+    async with fake_gateway(shared_app) as gateway:
+        yield gateway
 
 
 def key(name: str) -> dict[str, str]:
@@ -452,15 +482,16 @@ async def test_a_body_that_is_not_json_is_a_validation_error_of_the_body(gw: Gat
 
 # --- 3. 401, then 403, then 422: every key kind, every endpoint --------------------------------
 
-ROUTES = [route for route in router.routes if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None]
+ALL_ROUTES = [route for router in ROUTERS for route in router.routes]
+ROUTES = [route for route in ALL_ROUTES if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None]
 # Values every path parameter refuses (422 for a key that reaches the request).
 MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01", "keyId": "bad!"}
 
 
 def test_every_route_checks_its_reach_first() -> None:
     assert len(ROUTES) == 32  # the 28 seed endpoints, the request-result read and the 3 signing-key endpoints
-    assert all(isinstance(route, GatewayRoute) for route in router.routes)
-    assert {route.path for route in router.routes if route not in ROUTES} == {"/health"}
+    assert all(isinstance(route, GatewayRoute) for route in ALL_ROUTES)
+    assert {route.path for route in ALL_ROUTES if route not in ROUTES} == {"/health"}
 
 
 def _method(route: APIRoute) -> str:
@@ -472,17 +503,22 @@ def _route_id(route: APIRoute) -> str:
     return f"{_method(route)} {route.path}"
 
 
+def _query_names(route: APIRoute) -> set[str]:
+    """The route's query parameters, its dependencies' included (paging is one)."""
+    return {param.alias for param in get_flat_params(route.dependant) if getattr(param.field_info, "in_", None) == ParamTypes.query}
+
+
 def _has_more_to_malform(route: APIRoute) -> bool:
     """Whether anything but projectId can be malformed (a parameter, a query, a body)."""
     names = set(route.param_convertors) - {"projectId"}
-    return bool(names) or route.body_field is not None or "page_size" in {p.name for p in route.dependant.query_params}
+    return bool(names) or route.body_field is not None or "page_size" in _query_names(route)
 
 
 async def malformed_call(gw: Gateway, route: APIRoute, *, key_name: str | None, project: str = "bad!") -> httpx.Response:
     """`route` with every input malformed: path parameters (projectId = `project`), page_size, the body."""
     values = {name: project if name == "projectId" else MALFORMED[name] for name in route.param_convertors}
     path = route.path_format.format(**{name: quote(value, safe="") for name, value in values.items()})
-    query = "?page_size=0" if "page_size" in {p.name for p in route.dependant.query_params} else ""
+    query = "?page_size=0" if "page_size" in _query_names(route) else ""
     headers = {**JSON, **(key(key_name) if key_name else {})}
     content = b"{not json" if route.body_field is not None else None
     return await gw.http.request(_method(route), path + query, content=content, headers=headers)
@@ -565,17 +601,18 @@ async def test_a_customer_key_looks_up_exactly_the_wallet_ids_the_route_accepts(
 MASTER = b"m" * 48
 
 
-@pytest.fixture
-def master_gw(gw: Gateway, tmp_path: Path) -> Iterator[Gateway]:
-    """`gw` with a master signing secret configured (the shared settings have none)."""
-    master_file = tmp_path / "master"
+@pytest.fixture(scope="module")
+def master_app(tmp_path_factory: pytest.TempPathFactory) -> FakeApp:
+    """An app with a master signing secret configured (SETTINGS have none)."""
+    master_file = tmp_path_factory.mktemp("master") / "master"
     master_file.write_bytes(MASTER + b"\n")
-    settings = gw.app.state.settings
-    gw.app.state.settings = settings.model_copy(update={"signing_master_key_file": master_file})
-    try:
-        yield gw
-    finally:
-        gw.app.state.settings = settings
+    return FakeApp.build(SETTINGS.model_copy(update={"signing_master_key_file": master_file}))
+
+
+@pytest.fixture
+async def master_gw(master_app: FakeApp) -> AsyncIterator[Gateway]:
+    async with fake_gateway(master_app) as gateway:
+        yield gateway
 
 
 SIGNING_CALLS = [
@@ -642,7 +679,7 @@ async def test_a_project_key_makes_lists_and_revokes_its_projects_signing_keys(m
 
 async def test_another_projects_signing_key_is_not_found_in_this_one(master_gw: Gateway) -> None:
     # An operator makes a key of q; q's key ID under project p: no such key of p.
-    master_gw.reads.project_exists = lambda project_id: project_id in ("p", "q")  # type: ignore[method-assign]
+    master_gw.reads.projects.add("q")
     made = await master_gw.http.post("/projects/q/signing-keys", json={}, headers=key("operator"))
     assert made.status_code == 201, made.text
     response = await master_gw.http.delete(f"/projects/p/signing-keys/{made.json()['key_id']}", headers=key("project"))
@@ -693,12 +730,8 @@ async def test_without_a_master_secret_post_is_503_and_get_and_delete_still_work
     assert revoked.status_code == 200 and revoked.json()["key_id"] == made.row.key_id
 
 
-async def test_an_unreadable_master_secret_is_503_without_its_path(gw: Gateway, tmp_path: Path) -> None:
-    settings = gw.app.state.settings
-    gw.app.state.settings = settings.model_copy(update={"signing_master_key_file": tmp_path / "missing"})
-    try:
+async def test_an_unreadable_master_secret_is_503_without_its_path(tmp_path: Path) -> None:
+    async with fake_gateway(FakeApp.build(SETTINGS.model_copy(update={"signing_master_key_file": tmp_path / "missing"}))) as gw:
         response = await gw.http.post("/projects/p/signing-keys", json={}, headers=key("operator"))
-    finally:
-        gw.app.state.settings = settings
     assert response.status_code == 503 and code_of(response) == "ServiceUnavailable", response.text
     assert "CLOUDWALLET_SIGNING_MASTER_KEY_FILE" in response.text and str(tmp_path) not in response.text

@@ -1,8 +1,9 @@
-"""HTTP bodies and read views.
+"""HTTP bodies: what clients send (request bodies) and what the gateway answers besides a
+processor's `Result` (pages, views, Pending, Health).
 
-Bodies carry what the path does not: the request's `type`, `project_id` and path IDs come from
-the route. Field types are the contract's own (schemas.requests), so the gateway refuses exactly
-what the processor would refuse, before anything is published.
+Request bodies carry what the path does not: the request's `type`, `project_id` and path IDs
+come from the route. Field types are the contract's own (schemas.requests), so the gateway
+refuses exactly what the processor would refuse, before anything is published.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from schemas.limits import DEFAULT_FRACTIONS, MAX_OPERATIONS_PER_TRANSACTION
 from schemas.requests import (
@@ -31,6 +32,21 @@ from schemas.states import WalletStatus
 T = TypeVar("T")
 
 MAX_SIGNING_KEY_LABEL_LEN = 200
+_FREE_TEXT: TypeAdapter[str] = TypeAdapter(Description)
+
+
+def _free_text(value: str) -> str:
+    """The contract's rule for free text (schemas.requests.Description: no NUL, no lone
+    surrogate), for a field that is not the contract's: what PostgreSQL text cannot hold is
+    refused as it would be in a name or description."""
+    try:
+        return _FREE_TEXT.validate_python(value)
+    except ValidationError as error:
+        raise ValueError(str(error.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+
+
+# The label's own length first (its message names 200), then the contract's text rule.
+SigningKeyLabel = Annotated[str, StringConstraints(max_length=MAX_SIGNING_KEY_LABEL_LEN), AfterValidator(_free_text)]
 
 
 class _Body(BaseModel):
@@ -110,7 +126,7 @@ class SigningKeyCreateBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    label: Annotated[str, Field(max_length=MAX_SIGNING_KEY_LABEL_LEN)] | None = Field(
+    label: SigningKeyLabel | None = Field(
         default=None, description=f"a note to recognise the key by (at most {MAX_SIGNING_KEY_LABEL_LEN} characters)"
     )
 

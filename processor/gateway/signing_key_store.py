@@ -1,7 +1,7 @@
 """A project's request signing keys over HTTP (`/projects/{projectId}/signing-keys`).
 
-The database work of those routes, on `app.state.signing_keys` (as the API key store and the
-reads are on `app.state.keys` and `app.state.reads`; the unit tests put a fake there). The keys
+The database work of those routes (routes/project_signing_keys.py): one of the app's backends
+(backends.SigningKeyStorePort; the unit tests give `create_app` a fake instead). The keys
 themselves are processor/signing_keys.py's: a key's secret is derived from the deployment's
 master signing secret, which the route reads from the settings and passes in. Only keys of the
 one project are ever listed or revoked here: operator signing keys (project NULL) are made,
@@ -16,7 +16,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from processor.gateway.models import Page, SigningKeyView
+from processor.gateway.bodies import Page, SigningKeyView
 from processor.gateway.reads import Paging
 from processor.signing_keys import CreatedSigningKey, SigningKeyRow, list_signing_keys, new_signing_key, revoke_signing_key_at
 

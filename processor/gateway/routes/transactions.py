@@ -1,0 +1,42 @@
+"""Transactions: run one (ordered Issue / Transfer / Redeem operations, all or nothing), list
+them by time period or find one by reference ID, read one with its entries."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse
+
+from processor.gateway.access import GatewayRoute
+from processor.gateway.bodies import Page, TransactionBody
+from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, FromQuery, Member, PagingDep, ProjectIdPath
+from processor.gateway.dependencies import ReadsDep, ReferenceIdQuery, ToQuery, TransactionIdPath, Write
+from processor.gateway.dependencies import found_in_project, page_in_project, period
+from processor.gateway.errors import GatewayCode
+from schemas.results import Result, TransactionView
+
+router = APIRouter(route_class=GatewayRoute, tags=["Transactions"])
+
+
+@router.get("/projects/{projectId}/transactions", response_model=Page[TransactionView], responses=READ_RESPONSES, operation_id="listTransactions")
+def list_transactions(
+    project_id: ProjectIdPath, principal: Member, db: ReadsDep, paging: PagingDep,
+    start: FromQuery = None, end: ToQuery = None, reference_id: ReferenceIdQuery = None,
+) -> Page:
+    """Transactions with created_at in [from, to), in (created_at, transaction_id) order, with their entries.
+
+    `?reference_id=R` finds the transaction by its reference ID: a page of zero or one item.
+    """
+    found = db.list_transactions(project_id, period=period(start, end), reference_id=reference_id, paging=paging)
+    return page_in_project(db, project_id, found)
+
+
+@router.get("/projects/{projectId}/transactions/{txId}", response_model=TransactionView, responses=READ_RESPONSES, operation_id="getTransaction")
+def get_transaction(project_id: ProjectIdPath, transaction_id: TransactionIdPath, principal: Member, db: ReadsDep) -> TransactionView:
+    """A transaction: status, operations as sent, entries, and the error of a Failed one."""
+    return found_in_project(db, project_id, db.get_transaction(project_id, transaction_id), code=GatewayCode.TransactionNotFound, key=transaction_id)
+
+
+@router.post("/projects/{projectId}/transactions", status_code=201, response_model=Result, responses=WRITE_RESPONSES, operation_id="runTransaction")
+async def run_transaction(project_id: ProjectIdPath, body: TransactionBody, principal: Member, write: Write) -> JSONResponse:
+    """Run a transaction (`transaction.run`): operations in order, all or nothing. reference_id is required."""
+    return await write("transaction.run", path={"project_id": project_id}, body=body, created=True)
