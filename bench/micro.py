@@ -19,7 +19,7 @@ import sqlalchemy as sa
 
 from processor.processor_login import processor_database_url
 from bench import system, workloads
-from processor.storage.unit_of_work import PostgresUnitOfWork
+from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from processor.service.batch import BatchReport, process_batch
 from schemas.signing import Verifier
 

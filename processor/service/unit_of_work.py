@@ -1,7 +1,7 @@
 """The service's port to storage: what a batch needs from a unit of work, and nothing more.
 
 The service is handed a factory of these (`UnitOfWorkFactory`) by whoever runs it — the Kafka
-app and bench.micro give it PostgreSQL's (processor/storage/unit_of_work.py), the unit tests an
+app and bench.micro give it PostgreSQL's (processor/storage/postgres_unit_of_work.py), the unit tests an
 in-memory fake (tests/unit/fake_unit_of_work.py) — so its rules (duplicates, redelivery, the
 refusal of one record) are tested without a database, and one loader-contract test
 (tests/integration/test_loader_contract.py) holds both implementations to the same loads.

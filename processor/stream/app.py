@@ -3,7 +3,7 @@
 Per batch of records (one poll), in two stages that overlap from one batch to the next:
 1. decode, apply and commit to PostgreSQL (ledger changes, spent references with their
    results, consumer offsets) in one transaction, in a worker thread;
-2. (processor/stream/pipeline.py, while stage 1 applies the next batch) publish every result
+2. (processor/stream/results_stage.py, while stage 1 applies the next batch) publish every result
    (to `reply_to` if the record names a usable one) and every dead letter, wait until the
    broker has them all, then commit the batch's offsets to Kafka.
 Stage 1 failing unexpectedly rewinds the batch (FastStream's nack) and it comes again; a crash
@@ -40,10 +40,10 @@ from processor.service.batch import BatchReport, DeadLetter, next_offsets, proce
 from processor.settings import ProcessorSettings
 from processor.storage.failures import database_unavailable
 from processor.storage.sources import Offsets
-from processor.storage.unit_of_work import PostgresUnitOfWork
+from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from processor.service.records import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
-from processor.stream.pipeline import CommittedBatch, ResultsStage
+from processor.stream.results_stage import CommittedBatch, ResultsStage
 from processor.stream.publishing import publish_records
 from processor.stream.retries import broker_unavailable, until_it_works
 from processor.stream.topics import ensure_topics

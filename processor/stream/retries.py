@@ -1,6 +1,6 @@
 """Waiting out an outage: retry with growing delays, never skip (tenacity does the retrying).
 
-Used by both stages of the processor (processor/stream/app.py, processor/stream/pipeline.py):
+Used by both stages of the processor (processor/stream/app.py, processor/stream/results_stage.py):
 PostgreSQL or the broker being away pauses the stream; what was not done is tried again.
 """
 

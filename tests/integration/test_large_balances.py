@@ -11,7 +11,7 @@ import uuid
 import pytest
 import sqlalchemy as sa
 
-from processor.storage.unit_of_work import PostgresUnitOfWork
+from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from processor.service.batch import process_batch
 from schemas.signing import Verifier
 

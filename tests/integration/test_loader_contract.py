@@ -16,7 +16,7 @@ from processor.ledger import StateKeys
 from processor.service.batch import process_batch
 from processor.service.records import SourceRecord
 from processor.service.unit_of_work import UnitOfWorkFactory
-from processor.storage.unit_of_work import PostgresUnitOfWork
+from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from schemas.signing import Verifier
 
 from tests.unit.fake_unit_of_work import FakeDatabase

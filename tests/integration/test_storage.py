@@ -18,7 +18,7 @@ from processor.service.batch import process_batch
 from schemas.signing import Verifier
 
 from processor.storage.audit import audit_ledger
-from processor.storage.unit_of_work import PostgresUnitOfWork
+from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from processor.service.records import SourceRecord
 from schemas.requests import RequestAdapter
 

@@ -1,4 +1,4 @@
-"""Stage 2 of the processor (processor/stream/pipeline.py): order, backpressure, retries, idle.
+"""Stage 2 of the processor (processor/stream/results_stage.py): order, backpressure, retries, idle.
 
 The real broker and database are in tests/e2e (the kill -9 tests cross both stages); here the
 stage's own rules, with plain functions standing for publishing and committing."""
@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 
 from processor.service.batch import BatchReport
-from processor.stream.pipeline import CommittedBatch, ResultsStage
+from processor.stream.results_stage import CommittedBatch, ResultsStage
 
 
 def batch(offset: int) -> CommittedBatch:
