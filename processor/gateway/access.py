@@ -26,7 +26,7 @@ from pydantic import TypeAdapter
 from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
-from processor.gateway.errors import forbidden, unauthorized
+from processor.gateway.http_errors import forbidden, unauthorized
 from processor.gateway.keys import KeyKind, Principal
 from schemas.requests import WalletId
 

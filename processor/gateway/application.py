@@ -24,7 +24,7 @@ from fastapi import FastAPI
 from processor.client import WalletClient
 from processor.gateway.backends import Backends, Publisher
 from processor.gateway.body_limit import BodyLimit
-from processor.gateway.errors import install_handlers
+from processor.gateway.http_errors import install_handlers
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.keys import KeyStore
 from processor.gateway.reads import Reads

@@ -18,7 +18,7 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from processor.gateway.errors import error_response, payload_too_large, too_large_message
+from processor.gateway.http_errors import error_response, payload_too_large, too_large_message
 
 # More digits than this cannot be under any limit the settings allow (64 MiB), and int() of a
 # few thousand digits would raise.

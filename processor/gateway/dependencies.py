@@ -33,7 +33,7 @@ from processor.client import ResultTimeout
 from processor.gateway.access import Member, Operator, Staff, WalletReader
 from processor.gateway.backends import Publisher, ReadStore, SigningKeyStorePort
 from processor.gateway.bodies import Page, Pending
-from processor.gateway.errors import STATUS_BY_CODE, ErrorBody, GatewayCode, GatewayError, field_errors, invalid, not_found, validation_error
+from processor.gateway.http_errors import STATUS_BY_CODE, ErrorBody, GatewayCode, GatewayError, field_errors, invalid, not_found, validation_error
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.reads import Paging, Period
 from schemas.limits import ID_PATTERN, MAX_REFERENCE_ID_LEN

@@ -9,7 +9,7 @@ from processor.gateway.access import GatewayRoute
 from processor.gateway.bodies import AssetCreateBody, NameBody, Page
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, AssetIdPath, Member, PagingDep
 from processor.gateway.dependencies import ProjectIdPath, ReadsDep, Write, found_in_project, page_in_project
-from processor.gateway.errors import GatewayCode
+from processor.gateway.http_errors import GatewayCode
 from schemas.results import AssetView, Result
 
 router = APIRouter(route_class=GatewayRoute, tags=["Assets"])

@@ -20,7 +20,7 @@ from processor.gateway.bodies import CreatedSigningKeyView, Page, RevokedSigning
 from processor.gateway.dependencies import AUTH_RESPONSES, READ_RESPONSES, Member, PagingDep, ProjectIdPath, ReadsDep
 from processor.gateway.dependencies import SettingsDep, SigningKeyIdPath, SigningKeysDep, found_in_project
 from processor.gateway.dependencies import page_in_project, require_project
-from processor.gateway.errors import ErrorBody, GatewayCode, GatewayError
+from processor.gateway.http_errors import ErrorBody, GatewayCode, GatewayError
 from processor.gateway.gateway_settings import GatewaySettings
 from schemas.signing import SigningError
 

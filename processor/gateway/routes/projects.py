@@ -9,7 +9,7 @@ from processor.gateway.access import GatewayRoute
 from processor.gateway.bodies import NameBody, Page, ProjectCreateBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, Member, Operator, PagingDep, ProjectIdPath
 from processor.gateway.dependencies import ReadsDep, Staff, Write
-from processor.gateway.errors import GatewayCode, not_found
+from processor.gateway.http_errors import GatewayCode, not_found
 from processor.gateway.keys import KeyKind
 from schemas.results import ProjectView, Result
 

@@ -8,7 +8,7 @@ from fastapi.responses import JSONResponse
 
 from processor.gateway.access import GatewayRoute
 from processor.gateway.dependencies import READ_RESPONSES, Member, ProjectIdPath, ReadsDep, ReferenceIdPath, found_in_project, result_body
-from processor.gateway.errors import GatewayCode
+from processor.gateway.http_errors import GatewayCode
 from schemas.results import Result
 
 router = APIRouter(route_class=GatewayRoute, tags=["Requests"])

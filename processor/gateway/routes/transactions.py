@@ -11,7 +11,7 @@ from processor.gateway.bodies import Page, TransactionBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, FromQuery, Member, PagingDep, ProjectIdPath
 from processor.gateway.dependencies import ReadsDep, ReferenceIdQuery, ToQuery, TransactionIdPath, Write
 from processor.gateway.dependencies import found_in_project, page_in_project, period
-from processor.gateway.errors import GatewayCode
+from processor.gateway.http_errors import GatewayCode
 from schemas.results import Result, TransactionView
 
 router = APIRouter(route_class=GatewayRoute, tags=["Transactions"])

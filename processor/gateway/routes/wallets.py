@@ -16,7 +16,7 @@ from processor.gateway.bodies import DescriptionBody, NameBody, Page, SystemWall
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, CustomerIdPath, FromQuery, Member, PagingDep
 from processor.gateway.dependencies import ProjectIdPath, ReadsDep, ToQuery, WalletIdPath, WalletReader, Write
 from processor.gateway.dependencies import found_in_project, page_in_project, period
-from processor.gateway.errors import GatewayCode, forbidden
+from processor.gateway.http_errors import GatewayCode, forbidden
 from processor.gateway.keys import KeyKind, Principal
 from schemas.results import Result, WalletView
 
