@@ -220,8 +220,7 @@ class _Batch:
 
     def asset_create(self, request: AssetCreate, project_id: str) -> Result:
         asset_id = created_asset_id(request)
-        if (project_id, asset_id) in self.work.assets:
-            reject(ErrorCode.AssetAlreadyExists, f"asset {asset_id!r} already exists")
+        _absent(self.work.assets, project_id, asset_id, ErrorCode.AssetAlreadyExists, "asset")
         asset = Asset(
             project_id=project_id,
             asset_id=asset_id,
@@ -314,8 +313,7 @@ class _Batch:
             if customer.status == CustomerStatus.Suspended:
                 reject(ErrorCode.CustomerSuspended, f"customer {customer_id!r} is suspended")
         wallet_id = opened_wallet_id(request)
-        if (project_id, wallet_id) in self.work.wallets:
-            reject(ErrorCode.WalletAlreadyExists, f"wallet {wallet_id!r} already exists")
+        _absent(self.work.wallets, project_id, wallet_id, ErrorCode.WalletAlreadyExists, "wallet")
         wallet = Wallet(
             project_id=project_id,
             wallet_id=wallet_id,
@@ -470,6 +468,12 @@ def _existing(found: Mapping[tuple[str, str], T], project_id: str, entity_id: st
     if entity is None:
         reject(code, f"{kind} {entity_id!r} not found")
     return entity
+
+
+def _absent(found: Mapping[tuple[str, str], object], project_id: str, entity_id: str, code: ErrorCode, kind: str) -> None:
+    """The request is rejected with `code` (…AlreadyExists) when the project has that ID already."""
+    if (project_id, entity_id) in found:
+        reject(code, f"{kind} {entity_id!r} already exists")
 
 
 def _with_balance(wallet: Wallet, balance: int) -> Wallet:
