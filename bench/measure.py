@@ -4,23 +4,21 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 import time
 from array import array
 from collections import Counter
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import TypedDict, Unpack
 
-from processor.ingest import Ingestor, Outgoing, result_status
 from processor.client.connection import KafkaConnection
+from processor.client.latency import LatencyHistogram
+from processor.client.results import result_status
+from processor.ingest.pipeline import Ingestor
+from processor.ingest.progress import RunProgress
+from processor.ingest.reading import Outgoing
 from schemas.signing import SigningKey
-
-
-def percentile(values: array, q: float) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, int(round(q * len(ordered) + 0.5)) - 1))
-    return ordered[index]
 
 
 @dataclass(kw_only=True)
@@ -32,7 +30,7 @@ class Run:
     answered: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
-    latencies: array = field(default_factory=lambda: array("d"))
+    latency: LatencyHistogram = field(default_factory=lambda: LatencyHistogram(exact=True))  # the figures are measured values
     answered_at: array = field(default_factory=lambda: array("d"))  # when each result came, in arrival order
     first_sent: float = 0.0
     last_result: float = 0.0
@@ -48,11 +46,7 @@ class Run:
         return self.answered / self.elapsed
 
     def latency_ms(self) -> dict[str, float | None]:
-        def ms(q: float) -> float | None:
-            value = percentile(self.latencies, q)
-            return None if value is None else round(value * 1000, 2)
-
-        return {"p50_ms": ms(0.50), "p99_ms": ms(0.99), "p999_ms": ms(0.999)}
+        return {"p50_ms": self.latency.percentile_ms(0.50), "p99_ms": self.latency.percentile_ms(0.99), "p999_ms": self.latency.percentile_ms(0.999)}
 
     def late_vs_early(self) -> float | None:
         """The rate of the last tenth of the results against the first tenth's: how the rate
@@ -67,44 +61,41 @@ class Run:
         return round((tenth / late) / (tenth / early), 3)
 
 
-class Progress:
-    """One status line on stderr, refreshed while a phase runs."""
-
-    def __init__(self, label: str, total: int, ingestor: Ingestor, enabled: bool = True) -> None:
-        self.label = label
-        self.total = total
-        self.ingestor = ingestor
-        self.enabled = enabled
-        self.started = time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.last = 0.0
-
-    def show(self, final: bool = False) -> None:
-        if not self.enabled:
-            return
-        now = time.monotonic()
-        if not final and now - self.last < (0.5 if self.tty else 5.0):
-            return
-        self.last = now
-        done = self.ingestor.answered
-        elapsed = now - self.started
-        rate = done / elapsed if elapsed > 0 else 0.0
-        eta = (self.total - done) / rate if rate > 0 else 0.0
-        text = f"  {self.label}: {done:,}/{self.total:,} answered, {self.ingestor.in_flight:,} in flight, {rate:,.0f}/s, {elapsed:,.0f}s" + (
-            f", ETA {eta:,.0f}s" if not final and rate > 0 else ""
-        )
-        sys.stderr.write(("\r" + text + "\x1b[K" + ("\n" if final else "")) if self.tty else text + "\n")
-        sys.stderr.flush()
+def _show(*, bar: RunProgress, ingestor: Ingestor, total: int, final: bool = False) -> None:
+    """One update of a phase's progress display: results answered of the phase's records."""
+    done = ingestor.answered
+    bar.update(
+        done=done, share=done / total if total else 1.0, expected=total,
+        counts=f"{done:,}/{total:,} answered, {ingestor.in_flight:,} in flight", final=final,
+    )
 
 
-async def _with_ingestor(*, kafka: KafkaConnection, signing_key: SigningKey | None, requests_topic: str, results_topic: str, window: int, run: Run, scheduled: array | None = None) -> Ingestor:
+async def _drain(*, run: Run, ingestor: Ingestor, bar: RunProgress, total: int, timeout: float) -> None:
+    """Wait for the results still in flight (showing progress); count what never came."""
+    run.sent = total
+    run.missing = len(await ingestor.drain(idle_timeout=timeout, tick=lambda: _show(bar=bar, ingestor=ingestor, total=total)))
+    _show(bar=bar, ingestor=ingestor, total=total, final=True)
+
+
+class Target(TypedDict):
+    """Where a run's traffic goes: the cluster, the signing key and the bench topics."""
+
+    kafka: KafkaConnection
+    signing_key: SigningKey | None
+    requests_topic: str
+    results_topic: str
+
+
+async def _with_ingestor(*, window: int, run: Run, scheduled: array | None = None, **target: Unpack[Target]) -> Ingestor:
+    """A started Ingestor whose results are counted into `run` (latency from `scheduled[tag]`
+    when given: the fixed-rate runs' offered times)."""
     def on_result(tag: int, latency: float, value: bytes, duplicate: bool) -> None:
         now = time.monotonic()
         run.answered += 1
         run.last_result = now
         run.answered_at.append(now)
         run.result_bytes += len(value)
-        run.latencies.append(now - scheduled[tag] if scheduled is not None else latency)
+        run.latency.add(now - scheduled[tag] if scheduled is not None else latency)
         status, code = ("Failed", "DuplicateReferenceId") if duplicate else result_status(value)
         run.statuses[status] += 1
         if code is not None:
@@ -114,10 +105,7 @@ async def _with_ingestor(*, kafka: KafkaConnection, signing_key: SigningKey | No
         run.errors["NotDelivered"] += 1
 
     ingestor = Ingestor(
-        kafka=kafka,
-        signing_key=signing_key,
-        requests_topic=requests_topic,
-        results_topic=results_topic,
+        **target,
         on_result=on_result,
         on_lost=on_lost,
         window=window,
@@ -129,62 +117,38 @@ async def _with_ingestor(*, kafka: KafkaConnection, signing_key: SigningKey | No
     return ingestor
 
 
-async def throughput(
-    name: str,
-    records: list[Outgoing],
-    *,
-    kafka: KafkaConnection,
-    signing_key: SigningKey | None,
-    requests_topic: str,
-    results_topic: str,
-    window: int,
-    timeout: float = 120.0,
-    progress: bool = True,
-) -> Run:
-    """Publish every record as fast as the window allows; time first publish -> last result."""
+@asynccontextmanager
+async def _phase(name: str, *, total: int, window: int, timeout: float, progress: bool, scheduled: array | None = None, **target: Unpack[Target]) -> AsyncIterator[tuple[Run, Ingestor, RunProgress]]:
+    """One pass of `total` records: the body publishes them; then the results still in flight
+    are awaited (with progress shown) and the Ingestor stopped, whatever happened."""
     run = Run(name=name)
-    ingestor = await _with_ingestor(kafka=kafka, signing_key=signing_key, requests_topic=requests_topic, results_topic=results_topic, window=window, run=run)
-    bar = Progress(name, len(records), ingestor, enabled=progress)
+    ingestor = await _with_ingestor(window=window, run=run, scheduled=scheduled, **target)
     try:
-        run.first_sent = time.monotonic()
-        for index, record in enumerate(records):
-            await ingestor.submit(record, index)
-            run.request_bytes += len(record.value)
-            if index % 512 == 0:
-                bar.show()
-        run.sent = len(records)
-        drain = asyncio.create_task(ingestor.drain(idle_timeout=timeout))
-        while not drain.done():
-            bar.show()
-            await asyncio.wait({drain}, timeout=0.5)
-        run.missing = len(drain.result())
-        bar.show(final=True)
+        with RunProgress(label=f"  {name}", enabled=progress) as bar:
+            yield run, ingestor, bar
+            await _drain(run=run, ingestor=ingestor, bar=bar, total=total, timeout=timeout)
     finally:
         await ingestor.stop()
+
+
+async def throughput(name: str, records: list[Outgoing], *, window: int, timeout: float = 120.0, progress: bool = True, **target: Unpack[Target]) -> Run:
+    """Publish every record as fast as the window allows; time first publish -> last result."""
+    async with _phase(name, total=len(records), window=window, timeout=timeout, progress=progress, **target) as (run, ingestor, bar):
+        run.first_sent = time.monotonic()
+        for index, record in enumerate(records):
+            await ingestor.submit(record, tag=index)
+            run.request_bytes += len(record.value)
+            if index % 512 == 0:
+                _show(bar=bar, ingestor=ingestor, total=len(records))
     return run
 
 
-async def fixed_rate(
-    name: str,
-    records: list[Outgoing],
-    *,
-    rate: float,
-    kafka: KafkaConnection,
-    signing_key: SigningKey | None,
-    requests_topic: str,
-    results_topic: str,
-    timeout: float = 60.0,
-    progress: bool = True,
-) -> Run:
+async def fixed_rate(name: str, records: list[Outgoing], *, rate: float, timeout: float = 60.0, progress: bool = True, **target: Unpack[Target]) -> Run:
     """Offer `rate` records per second; latency is measured from each record's scheduled time
     (so a client that falls behind shows up in the figures instead of hiding it)."""
-    run = Run(name=name)
     scheduled = array("d", [0.0]) * len(records)
-    ingestor = await _with_ingestor(
-        kafka=kafka, signing_key=signing_key, requests_topic=requests_topic, results_topic=results_topic, window=len(records) + 1, run=run, scheduled=scheduled
-    )
-    bar = Progress(name, len(records), ingestor, enabled=progress)
-    try:
+    phase = _phase(name, total=len(records), window=len(records) + 1, timeout=timeout, progress=progress, scheduled=scheduled, **target)
+    async with phase as (run, ingestor, bar):
         start = time.monotonic() + 0.05
         run.first_sent = start
         index = 0
@@ -193,18 +157,9 @@ async def fixed_rate(
             due = min(len(records), int((now - start) * rate) + 1)
             while index < due:
                 scheduled[index] = start + index / rate
-                await ingestor.submit(records[index], index)
+                await ingestor.submit(records[index], tag=index)
                 index += 1
-            bar.show()
+            _show(bar=bar, ingestor=ingestor, total=len(records))
             # Sleep until the next record is due (at least a 2 ms tick: fewer wake-ups for the client).
             await asyncio.sleep(max(0.002, start + index / rate - time.monotonic()))
-        run.sent = len(records)
-        drain = asyncio.create_task(ingestor.drain(idle_timeout=timeout))
-        while not drain.done():
-            bar.show()
-            await asyncio.wait({drain}, timeout=0.5)
-        run.missing = len(drain.result())
-        bar.show(final=True)
-    finally:
-        await ingestor.stop()
     return run

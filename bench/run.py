@@ -15,6 +15,7 @@ import sys
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 from bench import database, system, workloads
 from bench.measure import Run, fixed_rate, throughput
 from processor.client.connection import KafkaConnection
+from processor.ingest.progress import RunProgress
 from processor.processor_login import grant_topics, processor_database_url, processor_environment
 from processor.settings import KafkaSettings, ProcessorSettings, SettingsError, load
 from schemas.signing import SigningKey
@@ -451,20 +453,10 @@ def main(argv: list[str] | None = None) -> int:
             # Written as the processor writes: its role (the owner is held to row-level security).
             raw_url = processor_database_url(system.fresh_database(admin_url, raw_database))
 
-            def show(label: str, total: int) -> Any:
-                t0 = time.monotonic()
-                last = [0.0]
-
-                def progress_line(done: int) -> None:
-                    now = time.monotonic()
-                    if progress and (now - last[0] > (0.5 if sys.stderr.isatty() else 5.0) or done >= total):
-                        last[0] = now
-                        rate = done / max(now - t0, 1e-9)
-                        text = f"  {label}: {done:,}/{total:,}, {rate:,.0f}/s"
-                        sys.stderr.write(("\r" + text + "\x1b[K") if sys.stderr.isatty() else text + "\n")
-                        sys.stderr.flush()
-
-                return progress_line
+            def counted(bar: RunProgress, *, total: int) -> Callable[[int], None]:
+                """A progress callback for bench.database's loops: transactions done of `total`."""
+                return lambda done: bar.update(done=done, share=done / total if total else 1.0, expected=total,
+                                               counts=f"{done:,}/{total:,}", final=done >= total)
 
             if "raw_postgresql" in selected:
                 count = args.raw_pg_transactions
@@ -472,12 +464,11 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"bench: raw PostgreSQL: {count:,} transfers, the ledger's rows in batches of {args.batch} (COPY), no Kafka")
                 cpu.processor_pids = []
                 before = cpu.snapshot()
-                db_run = database.raw_batches(
-                    raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), batch=args.batch,
-                    progress=show("raw_postgresql", count),
-                )
-                if progress and sys.stderr.isatty():
-                    sys.stderr.write("\n")
+                with RunProgress(label="  raw_postgresql", enabled=progress) as bar:
+                    db_run = database.raw_batches(
+                        raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), batch=args.batch,
+                        progress=counted(bar, total=count),
+                    )
                 output["workloads"]["raw_postgresql"] = {
                     "transactions": db_run.transactions, "operations": db_run.transactions, "elapsed_s": round(db_run.elapsed, 3),
                     "tx_per_s": round(db_run.rate(), 1), "ops_per_s": round(db_run.rate(), 1), "batch": args.batch,
@@ -489,12 +480,11 @@ def main(argv: list[str] | None = None) -> int:
                 database.load_wallets(raw_url, project="perreq", wallets=args.wallets)
                 say(f"bench: per-request baseline: {count:,} transfers, one PostgreSQL transaction each, {args.baseline_connections} connections, no Kafka")
                 before = cpu.snapshot()
-                db_run = database.per_request(
-                    raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), connections=args.baseline_connections,
-                    project="perreq", progress=show("per_request", count),
-                )
-                if progress and sys.stderr.isatty():
-                    sys.stderr.write("\n")
+                with RunProgress(label="  per_request", enabled=progress) as bar:
+                    db_run = database.per_request(
+                        raw_url, workloads.uniform_transfers(count=count, wallets=args.wallets, seed=args.seed), connections=args.baseline_connections,
+                        project="perreq", progress=counted(bar, total=count),
+                    )
                 output["workloads"]["per_request"] = {
                     "transactions": db_run.transactions, "operations": db_run.transactions, "elapsed_s": round(db_run.elapsed, 3),
                     "tx_per_s": round(db_run.rate(), 1), "ops_per_s": round(db_run.rate(), 1), "connections": args.baseline_connections,

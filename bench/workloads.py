@@ -13,7 +13,8 @@ import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from processor.ingest import Outgoing
+from processor.ingest.reading import Outgoing
+from schemas.results import result_key
 
 PROJECT = "bench"
 ASSET = "usd"
@@ -41,7 +42,7 @@ class Workload:
 
 def _record(reference: str, key_wallet: str, operations: str, kind: str = "transaction.run") -> Outgoing:
     value = f'{{"type":"{kind}","project_id":"{PROJECT}","reference_id":"{reference}","operations":[{operations}]}}'.encode()
-    return Outgoing(key=f"{PROJECT}/{key_wallet}".encode(), value=value, result_key=f"{PROJECT}/{reference}", line=0, type=kind)
+    return Outgoing(key=f"{PROJECT}/{key_wallet}".encode(), value=value, result_key=result_key(project_id=PROJECT, reference_id=reference), line=0, type=kind)
 
 
 def _plain(request: dict, key: str, line: int = 0) -> Outgoing:
@@ -50,7 +51,7 @@ def _plain(request: dict, key: str, line: int = 0) -> Outgoing:
     return Outgoing(
         key=key.encode(),
         value=json.dumps(request, separators=(",", ":")).encode(),
-        result_key=f"{project}/{reference}",
+        result_key=result_key(project_id=project, reference_id=reference),
         line=line,
         type=request["type"],
     )

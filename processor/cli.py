@@ -8,17 +8,11 @@ import json
 import sys
 
 from processor import logs
-from processor.settings import ProcessorSettings, SettingsError, load
+from processor.settings import ProcessorSettings, load_or_exit
 
 
 def _settings() -> ProcessorSettings:
-    try:
-        settings = load(ProcessorSettings)
-    except SettingsError as error:
-        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env --as ROLE)\", ROLE = admin, processor, gateway or client)", file=sys.stderr)
-        raise SystemExit(2) from None
-    assert isinstance(settings, ProcessorSettings)
-    return settings
+    return load_or_exit(ProcessorSettings, program="cloudwallet")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -121,11 +115,7 @@ def migrate(args: argparse.Namespace) -> int:
     from processor.settings import DatabaseSettings
     from processor.storage.migrate import upgrade_to_head
 
-    try:
-        settings = load(DatabaseSettings)
-    except SettingsError as error:
-        print(f"cloudwallet: {error}", file=sys.stderr)
-        return 2
+    settings = load_or_exit(DatabaseSettings, program="cloudwallet migrate")
     upgrade_to_head(database_url=settings.database_url)
     print("database migrated to head")
     return 0
@@ -181,11 +171,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--processor", default="User:processor", help="the processor's principal (default User:processor)")
     p.add_argument("--writer", action="append", help="a principal that sends requests and reads results (repeatable; default User:gateway and User:client)")
     p.set_defaults(func=kafka_acls)
-    from processor.ingest import register as register_ingest
+    from processor.ingest.command import register as register_ingest
 
     register_ingest(commands)
-    from processor.gateway.cli import add_commands as register_gateway
-    from processor.gateway.cli import add_signing_commands
+    from processor.gateway.commands import add_commands as register_gateway
+    from processor.gateway.commands import add_signing_commands
 
     register_gateway(commands)
     add_signing_commands(commands)

@@ -14,77 +14,33 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from processor.client.connection import KafkaConnection
-from schemas.requests import request_project_id
+from processor.client.results import ResultsClient, ResultsFollower, follow_from_end, header, read_result, result_status
+from schemas.requests import RequestAdapter, RequestModel, partition_key, request_project_id
+from schemas.results import Result, result_key
 from schemas.signing import SigningKey
-from schemas.requests import RequestAdapter, RequestModel, partition_key
-from schemas.results import DUPLICATE_HEADER, Result, duplicate_result, result_key
 
-__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "header", "read_result", "result_key"]
-
-
-METADATA_ATTEMPTS = 20  # about 5 s for a new results topic to show in the metadata
+__all__ = ["ResultTimeout", "WalletClient", "follow_from_end", "header", "read_result", "result_key", "result_status"]
 
 
 class ResultTimeout(TimeoutError):
     """No result arrived in time. The request may still be applied: retry with the same reference ID."""
 
 
-async def follow_from_end(consumer: AIOKafkaConsumer, *, topic: str) -> None:
-    """Assign every partition of the results topic to a started consumer, positioned at the end:
-    only results published from now on are read. Call it before publishing requests."""
-    partitions = consumer.partitions_for_topic(topic)
-    for _ in range(METADATA_ATTEMPTS):
-        if partitions:
-            break
-        # A topic just created takes a moment to show; aiokafka has no public way to refresh
-        # a consumer's metadata for one topic.
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            await asyncio.sleep(0.25)
-    if not partitions:
-        raise RuntimeError(f"results topic {topic!r} does not exist: start the processor first (cloudwallet run)")
-    assignment = [TopicPartition(topic, p) for p in sorted(partitions)]
-    consumer.assign(assignment)
-    await consumer.seek_to_end(*assignment)
-    for tp in assignment:
-        await consumer.position(tp)
-
-
-def header(record: Any, name: str) -> bytes | None:
-    """The first header `name` of a consumed record, as sent (None when absent)."""
-    for key, value in record.headers or ():
-        if key == name:
-            return value
-    return None
-
-
-def read_result(record: Any) -> Result:
-    """The Result a results-topic record answers its request with: the record's value, or for
-    a repeat of a spent reference (a `duplicate` header) DuplicateReferenceId with that value
-    as `original`. Raises pydantic's ValidationError (or ValueError) for what it cannot read."""
-    result = Result.model_validate_json(record.value or b"")
-    kind = header(record, DUPLICATE_HEADER)
-    if kind is None:
-        return result
-    request_type = (header(record, "request_type") or b"").decode("utf-8", "replace")
-    at = datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp and record.timestamp > 0 else datetime.now(UTC)
-    return duplicate_result(result, kind=kind.decode("utf-8", "replace"), request_type=request_type, processed_at=at)
-
-
 def _as_request(request: RequestModel | Mapping[str, Any]) -> RequestModel:
     return request if not isinstance(request, Mapping) else RequestAdapter.validate_python(dict(request))
 
 
-class WalletClient:
+class WalletClient(ResultsClient):
+    """Publishes requests signed and keyed as the contract says, and waits for their results:
+    what an application needs to use the ledger without knowing Kafka's details."""
+
     def __init__(
         self,
         *,
@@ -106,56 +62,10 @@ class WalletClient:
             linger_ms=linger_ms,
             max_batch_size=256 * 1024,
         )
-        self._consumer = AIOKafkaConsumer(**kafka.options(), enable_auto_commit=False, group_id=None)
-        self._waiters: dict[str, list[asyncio.Future[Result]]] = {}
-        self._results_task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> WalletClient:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        await self.stop()
-
-    async def start(self) -> None:
-        await self._producer.start()
-        await self._consumer.start()
-        try:
-            await follow_from_end(self._consumer, topic=self.results_topic)
-        except RuntimeError:
-            await self._consumer.stop()
-            await self._producer.stop()
-            raise
-        self._results_task = asyncio.create_task(self._dispatch_results())
-
-    async def stop(self) -> None:
-        if self._results_task is not None:
-            self._results_task.cancel()
-            try:
-                await self._results_task
-            except (asyncio.CancelledError, Exception):
-                pass
-        await self._consumer.stop()
-        await self._producer.stop()
-
-    async def _dispatch_results(self) -> None:
-        while True:
-            batches = await self._consumer.getmany(timeout_ms=200)
-            for records in batches.values():
-                for record in records:
-                    waiters = self._waiters.pop(record.key.decode() if record.key else "", None)
-                    if not waiters:
-                        continue
-                    try:
-                        result = read_result(record)
-                    except (ValidationError, ValueError) as error:  # a result this client version cannot read
-                        for waiter in waiters:
-                            if not waiter.done():
-                                waiter.set_exception(error)
-                        continue
-                    for waiter in waiters:
-                        if not waiter.done():
-                            waiter.set_result(result)
+        # Every request pending under a reference takes its result: callers wait on a reference.
+        self._results: ResultsFollower[asyncio.Future[Result]] = ResultsFollower(
+            kafka=kafka, topic=results_topic, on_result=_settle, shared=True
+        )
 
     async def publish(
         self,
@@ -189,18 +99,12 @@ class WalletClient:
     def expect(self, *, project_id: str | None, reference_id: str) -> asyncio.Future[Result]:
         """A future for the result with this key; register it before publishing."""
         future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self._waiters.setdefault(result_key(project_id=project_id, reference_id=reference_id), []).append(future)
+        self._results.expect(result_key(project_id=project_id, reference_id=reference_id), tag=future)
         return future
 
     def forget(self, *, project_id: str | None, reference_id: str, future: asyncio.Future[Result]) -> None:
         """Stop waiting for a result (after a timeout or a failed publish)."""
-        key = result_key(project_id=project_id, reference_id=reference_id)
-        waiters = self._waiters.get(key)
-        if waiters is not None:
-            if future in waiters:
-                waiters.remove(future)
-            if not waiters:
-                del self._waiters[key]
+        self._results.forget(result_key(project_id=project_id, reference_id=reference_id), tag=future)
 
     async def submit(self, request: RequestModel | Mapping[str, Any], *, timeout: float = 30.0) -> Result:
         """Publish a request and wait for its result."""
@@ -218,3 +122,14 @@ class WalletClient:
             ) from None
         finally:
             self.forget(project_id=project_id, reference_id=model.reference_id, future=future)
+
+
+def _settle(future: asyncio.Future[Result], _waited_s: float, record: Any) -> None:
+    """Answer a waiting caller with the result a record carries, or with why it cannot be read
+    (a result this client version does not know)."""
+    if future.done():
+        return
+    try:
+        future.set_result(read_result(record))
+    except (ValidationError, ValueError) as error:
+        future.set_exception(error)

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from processor.ingest import Outgoing, Rejected, read_requests
+from processor.ingest.reading import Outgoing, RejectedLine, read_requests
 from processor.storage.audit import audit_ledger
 
 pytestmark = pytest.mark.e2e
@@ -159,7 +159,7 @@ def test_reading_is_lazy_and_memory_stays_flat() -> None:
         tracemalloc.start()
         count = 0
         for item in read_requests(stream, fmt="jsonl"):
-            assert isinstance(item, Outgoing) and not isinstance(item, Rejected)
+            assert isinstance(item, Outgoing) and not isinstance(item, RejectedLine)
             count += 1
         _, top = tracemalloc.get_traced_memory()
         tracemalloc.stop()
