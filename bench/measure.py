@@ -14,7 +14,7 @@ from typing import TypedDict, Unpack
 
 from processor.client.connection import KafkaConnection
 from processor.client.latency import LatencyHistogram
-from processor.client.results import result_status
+from processor.client.results_topic import result_status
 from processor.ingest.pipeline import Ingestor
 from processor.ingest.progress import RunProgress
 from processor.ingest.reading import Outgoing

@@ -15,6 +15,7 @@ import signal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from schemas.results import result_key
 from processor.settings import KafkaSettings, load
 
 
@@ -53,7 +54,7 @@ async def main(args: argparse.Namespace) -> None:
             for records in batches.values():
                 for record in records:
                     request = json.loads(record.value)
-                    key = f"{request['project_id']}/{request['reference_id']}"
+                    key = result_key(project_id=request["project_id"], reference_id=request["reference_id"])
                     value = json.dumps(
                         {"reference_id": request["reference_id"], "project_id": request["project_id"], "type": request["type"], "status": "Completed", "error": None, "padding": padding},
                         separators=(",", ":"),

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from fuzz.accounting import Answers
 from fuzz.context import encode
 from fuzz.world import World, key_of
+from schemas.results import result_key
 
 if TYPE_CHECKING:
     from schemas.signing import SigningKey
@@ -43,13 +44,13 @@ async def send_probes(
     probes = []
     for partition in partitions:
         request = world.probe(reference_id=f"probe-{token}-{partition}", customer=partition)
-        result_key = f"{world.project}/{request['reference_id']}".encode()
-        answers.watch(result_key)
+        key = result_key(project_id=world.project, reference_id=request["reference_id"]).encode()
+        answers.watch(key)
         sent_at = time.monotonic()
         value = encode(request)
         headers = signing_key.headers(value) if signing_key is not None else None
         metadata = await producer.send_and_wait(topic, value=value, key=key_of(request), partition=partition, headers=headers)
-        probes.append(Probe(partition=partition, offset=metadata.offset, key=result_key, sent_at=sent_at))
+        probes.append(Probe(partition=partition, offset=metadata.offset, key=key, sent_at=sent_at))
     return probes
 
 

@@ -18,7 +18,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from processor.client.connection import KafkaConnection, KafkaConnectionError, SaslMechanism, SecurityProtocol, read_secret_file
 from schemas.signing import SigningError, SigningKey, Verifier, read_master
 
-S = TypeVar("S", bound="DatabaseSettings")
+S = TypeVar("S", bound=BaseSettings)
 
 TOPIC_NAME = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
@@ -205,13 +205,13 @@ def load(settings_class: type[DatabaseSettings] = ProcessorSettings, **overrides
 LOCAL_STACK_HINT = 'for the local stack: eval "$(python3 deploy/local/stack.py env --as ROLE)", ROLE = admin, processor, gateway or client'
 
 
-def load_or_exit(settings_class: type[S], *, program: str, **overrides: object) -> S:
+def load_or_exit(settings_class: type[S], *, program: str, hint: str = LOCAL_STACK_HINT, **overrides: object) -> S:
     """`load` for a command: on bad settings, print what is wrong (each variable named) and how
-    to set them for the local stack, and exit with status 2."""
+    to set them (`hint`), and exit with status 2."""
     try:
-        settings = load(settings_class, **overrides)
+        settings = load(settings_class, **overrides)  # type: ignore[arg-type]
     except SettingsError as error:
-        print(f"{program}: {error}\n({LOCAL_STACK_HINT})", file=sys.stderr)
+        print(f"{program}: {error}\n({hint})", file=sys.stderr)
         raise SystemExit(2) from None
     assert isinstance(settings, settings_class)
     return settings

@@ -21,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 from pydantic import ValidationError
 
 from processor.client.connection import KafkaConnection
-from processor.client.results import ResultsClient, ResultsFollower, follow_from_end, header, read_result, result_status
+from processor.client.results_topic import ResultsClient, ResultsFollower, follow_from_end, header, read_result, result_status
 from schemas.requests import RequestAdapter, RequestModel, partition_key, request_project_id
 from schemas.results import Result, result_key
 from schemas.signing import SigningKey

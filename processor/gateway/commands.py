@@ -14,13 +14,9 @@ T = TypeVar("T")
 
 
 def _load(settings_class: Any) -> Any:
-    from processor.settings import SettingsError, load
+    from processor.settings import load_or_exit
 
-    try:
-        return load(settings_class)
-    except SettingsError as error:
-        print(f"cloudwallet: {error}\n(for the local stack: eval \"$(python3 deploy/local/stack.py env --as ROLE)\", ROLE = admin, processor, gateway or client)", file=sys.stderr)
-        raise SystemExit(2) from None
+    return load_or_exit(settings_class, program="cloudwallet")
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -53,12 +53,12 @@ from processor.ingest.pipeline import Ingestor
 from processor.ingest.progress import IngestProgress
 from processor.ingest.reading import Outgoing, ReadProgress, RejectedLine, detect_format, read_requests
 from processor.ingest.summary import FailedRequests, IngestSummary
-from processor.settings import KafkaSettings, SettingsError, SigningSettings, load
+from processor.settings import KafkaSettings, SigningSettings, load_or_exit
 from schemas.signing import SigningKey
 
 __all__ = ["IngestSettings", "ingest_file", "register", "run_command"]
 
-LOCAL_STACK_HINT = '(for the local stack: eval "$(python3 deploy/local/stack.py env --as client)" and CLOUDWALLET_SIGNING_KEY_FILE)'
+LOCAL_STACK_HINT = 'for the local stack: eval "$(python3 deploy/local/stack.py env --as client)" and CLOUDWALLET_SIGNING_KEY_FILE'
 
 
 class IngestSettings(KafkaSettings, SigningSettings):
@@ -92,12 +92,7 @@ def register(commands: Any) -> None:
 
 def run_command(args: argparse.Namespace) -> int:
     """`cloudwallet ingest`: the exit status of the run (see the module docstring), 2 for bad usage."""
-    try:
-        settings = load(IngestSettings)
-    except SettingsError as error:
-        print(f"cloudwallet ingest: {error}\n{LOCAL_STACK_HINT}", file=sys.stderr)
-        return 2
-    assert isinstance(settings, IngestSettings)
+    settings = load_or_exit(IngestSettings, program="cloudwallet ingest", hint=LOCAL_STACK_HINT)
     if not args.file.is_file():
         print(f"cloudwallet ingest: no such file: {args.file}", file=sys.stderr)
         return 2

@@ -17,7 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 
 from processor.client.connection import KafkaConnection
-from processor.client.results import ResultsClient, ResultsFollower, header
+from processor.client.results_topic import ResultsClient, ResultsFollower, header
 from processor.ingest.reading import Outgoing
 from schemas.results import DUPLICATE_HEADER
 from schemas.signing import SigningKey

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from processor.client.latency import LatencyHistogram
-from processor.client.results import result_status
+from processor.client.results_topic import result_status
 from processor.ingest.reading import Outgoing, RejectedLine
 
 __all__ = ["FailedRequests", "IngestSummary"]

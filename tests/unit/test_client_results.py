@@ -12,7 +12,7 @@ import pytest
 
 from processor.client import read_result
 from processor.client.connection import KafkaConnection
-from processor.client.results import ResultsFollower, result_status
+from processor.client.results_topic import ResultsFollower, result_status
 from schemas.errors import ErrorCode
 from schemas.results import Result, result_key
 from schemas.states import Status
