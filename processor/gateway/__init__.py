@@ -2,7 +2,7 @@
 
 Reads come straight from PostgreSQL (SQLAlchemy Core on the ledger's tables); writes are
 published to Kafka through `processor.client.WalletClient` and answered with the processor's
-result. Access is by API key (`X-Api-Key`), see `processor.gateway.keys`. See docs/gateway.md.
+result. Access is by API key (`X-Api-Key`), see `processor.gateway.api_keys`. See docs/gateway.md.
 
 Where things are, in the order a request meets them:
 

@@ -27,7 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 from starlette.concurrency import run_in_threadpool
 
 from processor.gateway.http_errors import forbidden, unauthorized
-from processor.gateway.keys import KeyKind, Principal
+from processor.gateway.api_keys import KeyKind, Principal
 from schemas.requests import WalletId
 
 API_KEY_HEADER = "X-Api-Key"

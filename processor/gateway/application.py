@@ -26,7 +26,7 @@ from processor.gateway.backends import Backends, Publisher
 from processor.gateway.body_limit import BodyLimit
 from processor.gateway.http_errors import install_handlers
 from processor.gateway.gateway_settings import GatewaySettings
-from processor.gateway.keys import KeyStore
+from processor.gateway.api_keys import KeyStore
 from processor.gateway.reads import Reads
 from processor.gateway.routes import ROUTERS
 from processor.gateway.signing_key_store import SigningKeyStore

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Protocol
 
 from processor.gateway.bodies import Page
-from processor.gateway.keys import Principal
+from processor.gateway.api_keys import Principal
 from processor.gateway.reads import Paging, Period
 from processor.signing_keys import CreatedSigningKey
 from schemas.requests import RequestModel

@@ -72,7 +72,7 @@ def _missing_table(error: Exception) -> int:
 def key_create(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from processor.gateway.keys import create_key
+    from processor.gateway.api_keys import create_key
 
     try:
         created = _on_database(
@@ -93,7 +93,7 @@ def key_create(args: argparse.Namespace) -> int:
 def key_list(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from processor.gateway.keys import list_keys
+    from processor.gateway.api_keys import list_keys
 
     try:
         rows = _on_database(list_keys)
@@ -111,7 +111,7 @@ def key_list(args: argparse.Namespace) -> int:
 def key_revoke(args: argparse.Namespace) -> int:
     import sqlalchemy as sa
 
-    from processor.gateway.keys import revoke_key
+    from processor.gateway.api_keys import revoke_key
 
     try:
         revoked = _on_database(lambda engine: revoke_key(engine, args.key_id))

@@ -169,7 +169,7 @@ consumer_offsets = sa.Table(
     sa.CheckConstraint("next_offset >= 0", name="offset_not_negative"),
 )
 
-# The gateway's API keys: only a SHA-256 of each key is stored (processor/gateway/keys.py).
+# The gateway's API keys: only a SHA-256 of each key is stored (processor/gateway/api_keys.py).
 api_keys = sa.Table(
     "api_keys",
     metadata,

@@ -25,7 +25,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from processor.gateway.keys import create_key
+from processor.gateway.api_keys import create_key
 
 from processor.client.connection import KafkaConnection
 from schemas.signing import SigningKey

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from processor.client import WalletClient
-from processor.gateway.keys import create_key, revoke_key
+from processor.gateway.api_keys import create_key, revoke_key
 from schemas.signing import SigningKey, key_for, read_master
 from processor.signing_keys import create_signing_key
 

@@ -38,7 +38,7 @@ from processor.gateway.access import GatewayRoute, Reach, declared_reach
 from processor.gateway.application import create_app
 from processor.gateway.backends import Backends
 from processor.gateway.http_errors import GatewayCode, GatewayError, framework_error
-from processor.gateway.keys import KeyKind, Principal
+from processor.gateway.api_keys import KeyKind, Principal
 from processor.gateway.bodies import Page, SigningKeyView
 from processor.gateway.reads import Paging
 from processor.gateway.gateway_settings import GatewaySettings

@@ -29,7 +29,7 @@ from processor.gateway.application import create_app
 from processor.gateway.backends import Backends
 from processor.gateway.bodies import Page
 from processor.gateway.gateway_settings import GatewaySettings
-from processor.gateway.keys import KeyKind, Principal
+from processor.gateway.api_keys import KeyKind, Principal
 from processor.gateway.reads import Paging, Period
 from processor.signing_keys import CreatedSigningKey
 from schemas.errors import ErrorCode

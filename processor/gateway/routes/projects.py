@@ -10,7 +10,7 @@ from processor.gateway.bodies import NameBody, Page, ProjectCreateBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, Member, Operator, PagingDep, ProjectIdPath
 from processor.gateway.dependencies import ReadsDep, Staff, Write
 from processor.gateway.http_errors import GatewayCode, not_found
-from processor.gateway.keys import KeyKind
+from processor.gateway.api_keys import KeyKind
 from schemas.results import ProjectView, Result
 
 router = APIRouter(route_class=GatewayRoute, tags=["Projects"])

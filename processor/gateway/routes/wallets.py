@@ -17,7 +17,7 @@ from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, Cust
 from processor.gateway.dependencies import ProjectIdPath, ReadsDep, ToQuery, WalletIdPath, WalletReader, Write
 from processor.gateway.dependencies import found_in_project, page_in_project, period
 from processor.gateway.http_errors import GatewayCode, forbidden
-from processor.gateway.keys import KeyKind, Principal
+from processor.gateway.api_keys import KeyKind, Principal
 from schemas.results import Result, WalletView
 
 router = APIRouter(route_class=GatewayRoute, tags=["Wallets"])

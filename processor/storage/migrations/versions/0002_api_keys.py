@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-The gateway's `api_keys` table (defined in processor/gateway/keys.py, not in the ledger's
+The gateway's `api_keys` table (defined in processor/gateway/api_keys.py, not in the ledger's
 models) and `ix_wallet_entries_transaction`: the gateway reads a transaction's entries by
 (project_id, transaction_id), which no index of 0001 serves.
 """
