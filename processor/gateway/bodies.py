@@ -151,6 +151,33 @@ class WalletEntryView(EntryView):
     created_at: datetime
 
 
+class WalletBalanceView(BaseModel):
+    """A wallet's balance as of an instant, from its entries (`held` and `available` are there
+    for holds, docs/holds-and-reversals.md: until they exist nothing is held)."""
+
+    project_id: str
+    wallet_id: str
+    asset_id: str
+    at: datetime
+    balance: str
+    held: str
+    available: str
+
+
+class WalletStatementView(BaseModel):
+    """A wallet's entries in [opening_at, closing_at) with its balance at both ends; the opening
+    balance plus the entries' signed amounts is the closing balance. `entries` is one page."""
+
+    project_id: str
+    wallet_id: str
+    asset_id: str
+    opening_at: datetime
+    closing_at: datetime
+    opening_balance: str
+    closing_balance: str
+    entries: Page[WalletEntryView]
+
+
 class SigningKeyView(BaseModel):
     """A request signing key of a project (never its secret)."""
 

@@ -61,6 +61,7 @@ __all__ = [
     "ToQuery",
     "TransactionIdPath",
     "WalletIdPath",
+    "as_utc",
     "period",
     # stores and existence
     "ReadsDep",
@@ -131,13 +132,18 @@ async def paging(
 PagingDep = Annotated[Paging, Depends(paging)]
 
 
+def as_utc(instant: datetime) -> datetime:
+    """An instant from a query: one without an offset is UTC."""
+    return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant
+
+
 def period(start: datetime | None, end: datetime | None) -> Period:
     """`from`/`to` as a period: a time without an offset is UTC; `from` after `to` is 422.
 
     Called by the route once its parameters are valid (not a dependency: a dependency's error
     would come before the route's own 422s)."""
-    start = start.replace(tzinfo=UTC) if start is not None and start.tzinfo is None else start
-    end = end.replace(tzinfo=UTC) if end is not None and end.tzinfo is None else end
+    start = as_utc(start) if start is not None else None
+    end = as_utc(end) if end is not None else None
     if start is not None and end is not None and start > end:
         raise invalid("query.from", "must not be after query.to")
     return Period(start=start, end=end)

@@ -185,6 +185,22 @@ class Reads:
 
         return self._page_in_project(project_id, query, paging=paging, convert=convert)
 
+    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> int:
+        """The wallet's balance in minor units after its last entry before `instant` (at or
+        before it, when `inclusive`); 0 before its first entry. Every entry carries the balance
+        after it, so this is one backward probe of ix_wallet_entries_wallet_time."""
+        e = m.wallet_entries
+        when = e.c.created_at <= instant if inclusive else e.c.created_at < instant
+        query = (
+            sa.select(e.c.balance_after)
+            .where(e.c.project_id == project_id, e.c.wallet_id == wallet_id, when)
+            .order_by(e.c.created_at.desc(), e.c.entry_id.desc())
+            .limit(1)
+        )
+        with self.connect(project_id=project_id) as c:
+            found = c.execute(query).scalar()
+        return 0 if found is None else int(found)
+
     def _page_in_project(self, project_id: str, query: sa.Select[Any], *, paging: Paging, convert: Callable[[Any], Any]) -> Page:
         """One page of `query`, read in the project's scope: LIMIT page_size + 1 (the extra row
         only says whether a next page exists)."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
@@ -429,6 +430,19 @@ def test_transactions_entries_paging_and_time_filters(api: Api, stack: GatewaySt
         f"/projects/{project}/wallets/b/entries", params={"from": transactions[1]["created_at"], "to": transactions[3]["created_at"]}
     ).json()["items"]
     assert [(e["type"], e["transaction_id"], e["balance_after"]) for e in ranged] == [("Credit", ids[1], "0.20"), ("Credit", ids[2], "0.30")]
+
+    # The balance at an instant: the last entry at or before it (tx 3's Issue and Debit share its created_at).
+    at_tx3 = api.get(f"/projects/{project}/wallets/a/balance", params={"at": transactions[3]["created_at"]}).json()
+    assert (at_tx3["balance"], at_tx3["held"], at_tx3["available"]) == (entries[7]["balance_after"], "0.00", entries[7]["balance_after"])
+    assert api.get(f"/projects/{project}/wallets/a/balance").json()["balance"] == "28.00"
+    # A statement of [tx 2, tx 5): the balance before each end, the entries between, and they add up.
+    statement = api.get(
+        f"/projects/{project}/wallets/a/statement", params={"from": transactions[2]["created_at"], "to": transactions[5]["created_at"], "page_size": 50}
+    ).json()
+    assert statement["opening_balance"] == entries[3]["balance_after"] and statement["closing_balance"] == entries[9]["balance_after"]
+    assert [e["entry_id"] for e in statement["entries"]["items"]] == [e["entry_id"] for e in entries[4:10]]
+    signed = sum((Decimal(e["amount"]) if e["type"] in ("Issue", "Credit") else -Decimal(e["amount"])) for e in statement["entries"]["items"])
+    assert Decimal(statement["opening_balance"]) + signed == Decimal(statement["closing_balance"])
 
     # Bad parameters name the parameter.
     for params, field in (

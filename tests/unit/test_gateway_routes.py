@@ -127,6 +127,11 @@ class MemoryReads:
         self.calls.append(("wallet_entries", (wallet_id, fractions, period)))
         return _page([], paging)
 
+    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> int:
+        """12.34 at NOW and after, 0 before: one Issue at NOW."""
+        self.calls.append(("balance_before", (wallet_id, instant, inclusive)))
+        return 1234 if instant > NOW or (inclusive and instant == NOW) else 0
+
     def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
         self.calls.append(("list_transactions", (period, reference_id)))
         found = [t for t in self.transactions.values() if reference_id in (None, t.reference_id)] if project_id == "p" else []
@@ -273,6 +278,36 @@ def test_wallet_entries_are_read_in_the_wallets_asset_scale(gw: Gateway) -> None
     assert gw.reads.calls == [("wallet_entries", ("carol-w", 100, Period()))]
 
 
+def test_a_balance_at_an_instant_comes_from_the_last_entry_at_or_before_it(gw: Gateway) -> None:
+    at = gw.call("GET", "/projects/p/wallets/carol-w/balance", params={"at": "2026-01-01T00:00:00"})  # no offset: UTC, = NOW
+    assert at.status_code == 200, at.text
+    assert {k: at.json()[k] for k in ("balance", "held", "available", "asset_id")} == {"balance": "12.34", "held": "0.00", "available": "12.34", "asset_id": "usd"}
+    assert gw.reads.calls[-1] == ("balance_before", ("carol-w", NOW, True))
+    now = gw.call("GET", "/projects/p/wallets/carol-w/balance").json()  # default: now (after NOW)
+    assert now["balance"] == "12.34" and datetime.fromisoformat(now["at"]) > NOW
+    future = gw.call("GET", "/projects/p/wallets/carol-w/balance", params={"at": "2999-01-01T00:00:00Z"}).json()
+    assert datetime.fromisoformat(future["at"]).year < 2999  # nothing is known of the future: as of now
+    before = gw.call("GET", "/projects/p/wallets/carol-w/balance", params={"at": "2025-12-31T23:59:59Z"})
+    assert error_of(before)[:2] == (404, "WalletNotFound") and "did not exist" in before.json()["error"]["message"]
+    assert error_of(gw.call("GET", "/projects/p/wallets/nope/balance"))[:2] == (404, "WalletNotFound")
+    assert error_of(gw.call("GET", "/projects/p/wallets/carol-w/balance", params={"at": "soon"})) == (422, "ValidationError", ["query.at"])
+    assert error_of(gw.call("GET", "/projects/p/wallets/sys/balance", key="customer"))[:2] == (403, "Forbidden")
+
+
+def test_a_statement_needs_both_ends_and_gives_the_balance_at_each(gw: Gateway) -> None:
+    params = {"from": "2025-12-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "page_size": 10}
+    statement = gw.call("GET", "/projects/p/wallets/carol-w/statement", params=params)
+    assert statement.status_code == 200, statement.text
+    body = statement.json()
+    assert (body["opening_balance"], body["closing_balance"]) == ("0.00", "12.34")
+    assert body["entries"]["page_size"] == 10 and body["entries"]["items"] == []
+    calls = [c for c in gw.reads.calls if c[0] in ("balance_before", "wallet_entries")]
+    assert calls[0] == ("balance_before", ("carol-w", datetime(2025, 12, 1, tzinfo=UTC), False))  # before `from`: not inclusive
+    assert calls[-1] == ("wallet_entries", ("carol-w", 100, Period(start=datetime(2025, 12, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC))))
+    for missing, field in (({"to": "2026-02-01T00:00:00Z"}, "query.from"), ({"from": "2025-12-01T00:00:00Z"}, "query.to")):
+        assert error_of(gw.call("GET", "/projects/p/wallets/carol-w/statement", params=missing)) == (422, "ValidationError", [field])
+
+
 def test_a_customer_key_reads_its_own_wallets_only(gw: Gateway) -> None:
     assert gw.call("GET", "/projects/p/wallets/carol-w", key="customer").json()["wallet_id"] == "carol-w"
     assert gw.call("GET", "/projects/p/customers/carol/wallets", key="customer").json()["items"][0]["wallet_id"] == "carol-w"
@@ -412,7 +447,7 @@ def test_only_an_operator_creates_projects(gw: Gateway) -> None:
 def test_openapi_names_path_parameters_as_the_url_does(gw: Gateway) -> None:
     document = gw.http.get("/openapi.json").json()
     operations = [(path, operation) for path, item in document["paths"].items() for operation in item.values()]
-    assert len(operations) == 32
+    assert len(operations) == 34
     for path, operation in operations:
         in_path = {parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"}
         assert in_path == set(re.findall(r"\{(\w+)\}", path)), (path, in_path)

@@ -1,5 +1,7 @@
 """Wallets: open (customer and system wallets), rename, describe, set status, read one with its
-balance, list a project's system wallets or a customer's wallets, list a wallet's entries.
+balance, list a project's system wallets or a customer's wallets, list a wallet's entries, its
+balance at an instant and a statement of a period (from the entries, which carry the balance
+after each one).
 
 Customer keys read their own wallets only (`WalletReader`): access.py refuses any other before
 the request is read, and `_readable_wallet` checks the wallet it is about to answer again.
@@ -7,17 +9,22 @@ the request is read, and `_readable_wallet` checks the wallet it is about to ans
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from processor.gateway.access import GatewayRoute
 from processor.gateway.backends import ReadStore
-from processor.gateway.bodies import DescriptionBody, NameBody, Page, SystemWalletOpenBody, WalletEntryView, WalletOpenBody, WalletStatusBody
+from processor.gateway.bodies import DescriptionBody, NameBody, Page, SystemWalletOpenBody, WalletBalanceView, WalletEntryView, WalletOpenBody
+from processor.gateway.bodies import WalletStatementView, WalletStatusBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, CustomerIdPath, FromQuery, Member, PagingDep
 from processor.gateway.dependencies import ProjectIdPath, ReadsDep, ToQuery, WalletIdPath, WalletReader, Write
-from processor.gateway.dependencies import found_in_project, page_in_project, period
-from processor.gateway.http_errors import GatewayCode, forbidden
+from processor.gateway.dependencies import as_utc, found_in_project, page_in_project, period
+from processor.gateway.http_errors import GatewayCode, forbidden, invalid, not_found
 from processor.gateway.api_keys import KeyKind, Principal
+from schemas.amounts import format_minor_units
 from schemas.results import Result, WalletView
 
 router = APIRouter(route_class=GatewayRoute, tags=["Wallets"])
@@ -113,3 +120,58 @@ def list_wallet_entries(
     asset = db.get_asset(project_id, wallet.asset_id)
     assert asset is not None, "a wallet's asset cannot be deleted"
     return db.wallet_entries(project_id, wallet_id, fractions=asset.fractions, period=chosen, paging=paging)
+
+
+AtQuery = Annotated[datetime | None, Query(description="ISO 8601; without an offset it is UTC; default: now")]
+
+
+@router.get(
+    "/projects/{projectId}/wallets/{walletId}/balance", response_model=WalletBalanceView, responses=READ_RESPONSES, operation_id="getWalletBalanceAt"
+)
+def get_wallet_balance_at(
+    project_id: ProjectIdPath, wallet_id: WalletIdPath, principal: WalletReader, db: ReadsDep, at: AtQuery = None
+) -> WalletBalanceView:
+    """The wallet's balance as of `at` (its last entry at or before it); 404 before the wallet existed."""
+    now = datetime.now(UTC)
+    instant = min(as_utc(at) if at is not None else now, now)  # nothing is known of the future
+    wallet, fractions = _wallet_and_scale(db, principal, project_id=project_id, wallet_id=wallet_id, since=instant)
+    balance = format_minor_units(db.balance_before(project_id, wallet_id, instant=instant, inclusive=True), fractions=fractions)
+    held = format_minor_units(0, fractions=fractions)
+    ids = {"project_id": project_id, "wallet_id": wallet_id, "asset_id": wallet.asset_id}
+    return WalletBalanceView(**ids, at=instant, balance=balance, held=held, available=balance)
+
+
+@router.get(
+    "/projects/{projectId}/wallets/{walletId}/statement", response_model=WalletStatementView, responses=READ_RESPONSES, operation_id="getWalletStatement"
+)
+def get_wallet_statement(
+    project_id: ProjectIdPath, wallet_id: WalletIdPath, principal: WalletReader, db: ReadsDep, paging: PagingDep,
+    start: FromQuery = None, end: ToQuery = None,
+) -> WalletStatementView:
+    """The wallet's entries with created_at in [from, to), with the balance before `from` (opening)
+    and before `to` (closing); both ends are required."""
+    chosen = period(start, end)
+    if chosen.start is None or chosen.end is None:
+        raise invalid("query.from" if chosen.start is None else "query.to", "is required for a statement")
+    wallet, fractions = _wallet_and_scale(db, principal, project_id=project_id, wallet_id=wallet_id, since=None)
+    opening, closing = (db.balance_before(project_id, wallet_id, instant=t, inclusive=False) for t in (chosen.start, chosen.end))
+    return WalletStatementView(
+        project_id=project_id,
+        wallet_id=wallet_id,
+        asset_id=wallet.asset_id,
+        opening_at=chosen.start,
+        closing_at=chosen.end,
+        opening_balance=format_minor_units(opening, fractions=fractions),
+        closing_balance=format_minor_units(closing, fractions=fractions),
+        entries=db.wallet_entries(project_id, wallet_id, fractions=fractions, period=chosen, paging=paging),
+    )
+
+
+def _wallet_and_scale(db: ReadStore, principal: Principal, *, project_id: str, wallet_id: str, since: datetime | None) -> tuple[WalletView, int]:
+    """The readable wallet and its asset's scale; 404 when it did not exist yet at `since`."""
+    wallet = _readable_wallet(db, principal, project_id=project_id, wallet_id=wallet_id)
+    if since is not None and since < wallet.created_at:
+        raise not_found(GatewayCode.WalletNotFound, f"wallet {wallet_id!r} did not exist at {since.isoformat()}")
+    asset = db.get_asset(project_id, wallet.asset_id)
+    assert asset is not None, "a wallet's asset cannot be deleted"
+    return wallet, asset.fractions
