@@ -24,6 +24,7 @@ from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics
 from schemas.results import Result
+from schemas.ids import derive_transaction_id
 
 
 def _line(step: str, result: Result) -> str:
@@ -45,6 +46,7 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
     run = time.strftime("%H%M%S")
     project = f"demo-{run}"
     w1, w2, fees = f"W1-{run}", f"W2-{run}", f"fees-{run}"
+    fee_transaction = derive_transaction_id(project_id=project, reference_id=f"fee-{run}")
     steps: list[tuple[str, dict[str, Any]]] = [
         ("create project", {"type": "project.create", "project_id": project, "name": "Demo shop"}),
         ("create asset USD (fractions 100)", {"type": "asset.create", "asset_id": "usd", "code": "USD", "name": "US dollar", "fractions": 100}),
@@ -64,7 +66,12 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
         ("retry of the same reference ID", {"type": "transaction.run", "reference_id": f"fixed-{run}", "operations": [
             {"type": "Issue", "wallet_id": w1, "amount": "6"},
             {"type": "Transfer", "from_wallet_id": w1, "to_wallet_id": w2, "amount": "11"}]}),
-        ("W2 pays a 0.25 fee", {"type": "transaction.run", "operations": [
+        ("W2 pays a 0.25 fee", {"type": "transaction.run", "reference_id": f"fee-{run}", "operations": [
+            {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": fees, "amount": "0.25"}]}),
+        # Transaction IDs are derived from (project, reference ID): a client can name one it made.
+        ("refund it: reverse that transaction", {"type": "transaction.reverse", "transaction_id": fee_transaction}),
+        ("reverse it again", {"type": "transaction.reverse", "transaction_id": fee_transaction}),
+        ("W2 pays the 0.25 fee once more", {"type": "transaction.run", "operations": [
             {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": fees, "amount": "0.25"}]}),
         ("amount with too many decimals", {"type": "transaction.run", "operations": [
             {"type": "Issue", "wallet_id": w1, "amount": "0.001"}]}),

@@ -145,6 +145,7 @@ Order is guaranteed per key. The key is `"{project_id}/{x}"` where x is:
 | request | x |
 |---|---|
 | `transaction.run` | the first wallet it debits (a Transfer's `from_wallet_id` or a Redeem's `wallet_id`), else the first wallet it credits |
+| `transaction.reverse` | `transaction_id` (its wallets are the original's, which the request does not name) |
 | `wallet.set_status`, `wallet.rename`, `wallet.set_description` | `wallet_id` |
 | `wallet.open`, `system_wallet.open` | `wallet_id` if given, else `reference_id` |
 | `customer.*` | `customer_id` |
@@ -167,8 +168,18 @@ touched: `project`, `asset`, `customer`, `wallet`, `wallets` (the wallets a
 `customer.suspend` suspended), `transaction` (with its operations, entries and error) —
 and `original` for a `DuplicateReferenceId`. Entries are `Issue`, `Redeem`, `Debit` (the
 from side of a Transfer) and `Credit` (the to side), each with `balance_after`. A failed
-request carries no entity state, except a failed `transaction.run`, whose result carries
-the recorded (Failed, entry-less) transaction.
+request carries no entity state, except a failed `transaction.run` or `transaction.reverse`,
+whose result carries the recorded (Failed, entry-less) transaction. A transaction shows
+`reverses` (the transaction a `transaction.reverse` undid) and `reversed_by` (the Completed
+reversal of this one, as of when it was read).
+
+**Reversals.** `transaction.reverse` names a Completed transaction of the same project and
+applies the opposite of each of its operations (Issue ↔ Redeem, Transfer a→b → b→a) in
+reverse order, as one new transaction. It fails like any transaction (e.g.
+`InsufficientFunds`: the credited wallet spent the money since), and then the original stays
+reversible. A transaction is reversed at most once (`TransactionAlreadyReversed` names the
+reversal); a reversal and a Failed transaction are not reversible
+(`TransactionNotReversible`); an unknown ID is `TransactionNotFound`.
 
 Headers of every result: `request_type`, `source_topic`, `source_partition` and
 `source_offset` (the request record it answers), `correlation_id` echoed as sent (raw

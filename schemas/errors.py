@@ -25,6 +25,9 @@ class ErrorCode(StrEnum):
     BalanceLimitExceeded = "BalanceLimitExceeded"
     InternalError = "InternalError"
     Unauthorized = "Unauthorized"
+    TransactionNotFound = "TransactionNotFound"
+    TransactionNotReversible = "TransactionNotReversible"
+    TransactionAlreadyReversed = "TransactionAlreadyReversed"
 
 
 ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
@@ -64,6 +67,12 @@ ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
         "unknown or revoked signing key, bytes that do not match, or a key of another project. "
         "Nothing changed and the reference ID is not spent (docs/security.md)."
     ),
+    ErrorCode.TransactionNotFound: "transaction.reverse of a transaction ID that is not in the project.",
+    ErrorCode.TransactionNotReversible: (
+        "transaction.reverse of a Failed transaction (nothing was applied) or of a reversal "
+        "(run a new transaction to redo what it undid)."
+    ),
+    ErrorCode.TransactionAlreadyReversed: "transaction.reverse of a transaction a Completed reversal already reversed; the message names it.",
 }
 
 assert set(ERROR_DESCRIPTIONS) == set(ErrorCode), "every ErrorCode has a description"

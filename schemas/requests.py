@@ -80,6 +80,12 @@ ReferenceId = Annotated[
     StringConstraints(min_length=1, max_length=MAX_REFERENCE_ID_LEN),
     AfterValidator(_printable),
 ]
+TransactionId = Annotated[
+    str,
+    Strict(),
+    Field(description="a transaction ID as results give it (a UUID)"),
+    StringConstraints(min_length=36, max_length=36, pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$"),
+]
 Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_NAME_LEN), AfterValidator(_storable)]
 Description = Annotated[str, Strict(), StringConstraints(max_length=MAX_DESCRIPTION_LEN), AfterValidator(_storable)]
 AssetCode = Annotated[
@@ -261,6 +267,15 @@ class TransactionRun(_ProjectScoped):
     ]
 
 
+class TransactionReverse(_ProjectScoped):
+    """Apply the opposite of a Completed transaction's operations, in reverse order, as one new
+    transaction linked both ways (`reverses` / `reversed_by`); at most once, never of a reversal."""
+
+    type: Literal["transaction.reverse"]
+    transaction_id: TransactionId
+    description: Description | None = None
+
+
 RequestModel: TypeAlias = (
     ProjectCreate
     | ProjectRename
@@ -277,6 +292,7 @@ RequestModel: TypeAlias = (
     | WalletRename
     | WalletSetDescription
     | TransactionRun
+    | TransactionReverse
 )
 Request: TypeAlias = Annotated[RequestModel, Field(discriminator="type")]
 RequestAdapter: Final[TypeAdapter[RequestModel]] = TypeAdapter(Request)
@@ -337,6 +353,10 @@ def partition_key(request: RequestModel) -> str:
     match request:
         case TransactionRun():
             return f"{request.project_id}/{transaction_key_wallet(request)}"
+        case TransactionReverse():
+            # Its wallets are the original's, which the request does not name: the row locks,
+            # not the partition, keep batches from interleaving on them (docs/holds-and-reversals.md).
+            return f"{request.project_id}/{request.transaction_id}"
         case WalletSetStatus() | WalletRename() | WalletSetDescription():
             return f"{request.project_id}/{request.wallet_id}"
         case WalletOpen() | SystemWalletOpen():

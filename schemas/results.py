@@ -102,6 +102,8 @@ class TransactionView(_View):
     entries: list[EntryView]  # empty for a Failed transaction
     error: ErrorInfo | None = None
     created_at: datetime
+    reverses: str | None = None  # the transaction this one reverses (transaction.reverse)
+    reversed_by: str | None = None  # the Completed transaction that reversed this one
 
 
 class Result(_View):

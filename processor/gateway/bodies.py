@@ -71,6 +71,12 @@ class DescriptionBody(_Body):
     description: Description
 
 
+class ReversalBody(_Body):
+    """A reversal's optional reference ID (or Idempotency-Key) and description."""
+
+    description: Description | None = None
+
+
 class ReferenceBody(_Body):
     """Only the optional reference ID (suspend, resume)."""
 

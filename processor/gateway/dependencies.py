@@ -118,7 +118,9 @@ IdempotencyKey = Annotated[
 ]
 
 # Where each request field comes from when a path gives it, for error messages.
-_PATH_FIELDS = {"project_id": "path.projectId", "wallet_id": "path.walletId", "asset_id": "path.assetId", "customer_id": "path.customerId"}
+_PATH_FIELDS = {
+    "project_id": "path.projectId", "wallet_id": "path.walletId", "asset_id": "path.assetId", "customer_id": "path.customerId", "transaction_id": "path.txId",
+}
 
 
 async def paging(
@@ -338,6 +340,6 @@ def _location(model: RequestModel, result: Result) -> str | None:
         return f"/projects/{p}/currencies/{quote(result.asset.asset_id, safe='')}"
     if result.wallet is not None and model.type in ("wallet.open", "system_wallet.open"):
         return f"/projects/{p}/wallets/{quote(result.wallet.wallet_id, safe='')}"
-    if result.transaction is not None and model.type == "transaction.run":
+    if result.transaction is not None and model.type in ("transaction.run", "transaction.reverse"):
         return f"/projects/{p}/transactions/{quote(result.transaction.transaction_id, safe='')}"
     return None

@@ -31,6 +31,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.AssetNotFound: 404,
     ErrorCode.CustomerNotFound: 404,
     ErrorCode.WalletNotFound: 404,
+    ErrorCode.TransactionNotFound: 404,
     ErrorCode.DuplicateReferenceId: 409,
     ErrorCode.ProjectAlreadyExists: 409,
     ErrorCode.AssetAlreadyExists: 409,
@@ -43,6 +44,8 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.WalletClosed: 409,
     ErrorCode.InsufficientFunds: 409,
     ErrorCode.BalanceLimitExceeded: 409,
+    ErrorCode.TransactionNotReversible: 409,
+    ErrorCode.TransactionAlreadyReversed: 409,
     ErrorCode.InternalError: 500,
     # The processor refused the gateway's own signature (its signing key revoked or wrong): the
     # caller did nothing wrong, the deployment must be fixed.
@@ -70,7 +73,7 @@ class GatewayCode(StrEnum):
     AssetNotFound = ErrorCode.AssetNotFound.value
     CustomerNotFound = ErrorCode.CustomerNotFound.value
     WalletNotFound = ErrorCode.WalletNotFound.value
-    TransactionNotFound = "TransactionNotFound"
+    TransactionNotFound = ErrorCode.TransactionNotFound.value
     RequestNotFound = "RequestNotFound"
     SigningKeyNotFound = "SigningKeyNotFound"  # 404: no active signing key of the project with that ID
     ServiceUnavailable = "ServiceUnavailable"  # 503 with Retry-After: PostgreSQL or Kafka unreachable; without: no master signing secret

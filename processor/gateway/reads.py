@@ -212,7 +212,7 @@ class Reads:
 
     def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
         t = m.transactions
-        query = sa.select(t).where(t.c.project_id == project_id, *period.where(t.c.created_at))
+        query = sa.select(t, _reversed_by(t)).where(t.c.project_id == project_id, *period.where(t.c.created_at))
         if reference_id is not None:
             query = query.where(t.c.reference_id == reference_id)
         query = query.order_by(t.c.created_at, t.c.transaction_id).limit(paging.page_size + 1).offset(paging.offset)
@@ -226,7 +226,7 @@ class Reads:
     def get_transaction(self, project_id: str, transaction_id: str) -> TransactionView | None:
         t = m.transactions
         with self.connect(project_id=project_id) as c:
-            row = c.execute(sa.select(t).where(t.c.project_id == project_id, t.c.transaction_id == transaction_id)).first()
+            row = c.execute(sa.select(t, _reversed_by(t)).where(t.c.project_id == project_id, t.c.transaction_id == transaction_id)).first()
             if row is None:
                 return None
             entries = self._entries(c, project_id, [transaction_id])
@@ -273,6 +273,13 @@ def _entry_fields(row: Any, *, fractions: int) -> dict[str, Any]:
     }
 
 
+def _reversed_by(t: sa.Table) -> sa.Label[Any]:
+    """The Completed reversal of each transaction, if any (one probe of uq_transactions_reversal)."""
+    r = m.transactions.alias("reversal")
+    found = sa.select(r.c.transaction_id).where(r.c.project_id == t.c.project_id, r.c.reverses == t.c.transaction_id, r.c.status == "Completed")
+    return found.scalar_subquery().label("reversed_by")
+
+
 def _transaction(row: Any, entries: list[EntryView]) -> TransactionView:
     error = None
     if row.error_code is not None:
@@ -287,4 +294,6 @@ def _transaction(row: Any, entries: list[EntryView]) -> TransactionView:
         entries=entries,
         error=error,
         created_at=row.created_at,
+        reverses=row.reverses,
+        reversed_by=row.reversed_by,
     )

@@ -20,6 +20,7 @@ types (each ~10-20 lines, on the batch's one working state); split across module
 need mixins sharing that state, which hides more than it shows.
 """
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -28,10 +29,10 @@ from typing import Final, TypeVar
 from schemas.ids import derive_transaction_id
 from processor.ledger.state_keys import created_asset_id, opened_wallet_id
 from schemas.requests import request_project_id
-from processor.ledger.postings import Posting, check_postings, post_operations
+from processor.ledger.postings import Posting, check_postings, opposite, post_operations
 from processor.ledger.rejection import Rejected, reject
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
-from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet, WalletKey
+from processor.ledger.state import Asset, Customer, LedgerState, Project, TransactionKey, Wallet, WalletKey
 from processor.ledger.views import (
     asset_view,
     build,
@@ -56,6 +57,8 @@ from schemas.requests import (
     ProjectRename,
     RequestModel,
     SystemWalletOpen,
+    Operation,
+    TransactionReverse,
     TransactionRun,
     WalletOpen,
     WalletRename,
@@ -91,6 +94,8 @@ class _Batch:
         self.now = now
         self.work = WorkingState(state)
         self.outcome = BatchOutcome()
+        # Transactions reversed by this batch (the loaded `reversed_by` predates it).
+        self._reversed: dict[TransactionKey, str] = {}
 
     # --- driver -------------------------------------------------------------------------
 
@@ -370,13 +375,37 @@ class _Batch:
     # --- transactions -------------------------------------------------------------------
 
     def transaction_run(self, request: TransactionRun, project_id: str) -> Result:
+        return self._run_operations(request, project_id, request.operations, reverses=None)
+
+    def transaction_reverse(self, request: TransactionReverse, project_id: str) -> Result:
+        """The opposite of each operation of a Completed transaction, in reverse order, as one new
+        transaction (docs/holds-and-reversals.md): at most once, never of a reversal."""
+        named = request.transaction_id
+        original = self.state.transactions.get((project_id, named))
+        if original is None:
+            reject(ErrorCode.TransactionNotFound, f"transaction {named!r} not found")
+        if original.reverses is not None:
+            reject(ErrorCode.TransactionNotReversible, f"transaction {named!r} is a reversal (of {original.reverses!r}); run a new transaction to redo what it undid")
+        if original.status is not Status.Completed:
+            reject(ErrorCode.TransactionNotReversible, f"transaction {named!r} failed: nothing of it was applied")
+        reversed_by = self._reversed.get(original.key) or original.reversed_by
+        if reversed_by is not None:
+            reject(ErrorCode.TransactionAlreadyReversed, f"transaction {named!r} was reversed by transaction {reversed_by!r}")
+        result = self._run_operations(request, project_id, [opposite(op) for op in reversed(original.operations)], reverses=named)
+        if result.status is Status.Completed:
+            assert result.transaction is not None
+            self._reversed[original.key] = result.transaction.transaction_id
+        return result
+
+    def _run_operations(self, request: TransactionRun | TransactionReverse, project_id: str, operations: list[Operation], *, reverses: str | None) -> Result:
         transaction_id = derive_transaction_id(project_id=project_id, reference_id=request.reference_id)
         wallets = self.work.wallets
+        record = functools.partial(self._record_transaction, request, project_id, transaction_id, operations=operations, reverses=reverses)
         try:
-            balances, postings = post_operations(request, project_id, wallets=wallets, assets=self.work.assets)
+            balances, postings = post_operations(operations, project_id, wallets=wallets, assets=self.work.assets)
         except Rejected as rejected:
             error = error_info(rejected.code, rejected.message, rejected.operation_index)
-            view = self._record_transaction(request, project_id, transaction_id, status=Status.Failed, entries=[], error=error)
+            view = record(status=Status.Failed, entries=[], error=error)
             return failed_result(
                 reference_id=request.reference_id, project_id=project_id, request_type=request.type, error=error, processed_at=self.now, transaction=view
             )
@@ -385,8 +414,7 @@ class _Batch:
         for key, balance in balances.items():
             self.work.put_wallet(_with_balance(wallets[key], balance))
         entry_views = self._record_entries(project_id, transaction_id, postings)
-        view = self._record_transaction(request, project_id, transaction_id, status=Status.Completed, entries=entry_views, error=None)
-        return self._completed(request, project_id, transaction=view)
+        return self._completed(request, project_id, transaction=record(status=Status.Completed, entries=entry_views, error=None))
 
     def _record_entries(self, project_id: str, transaction_id: str, postings: list[Posting]) -> list[EntryView]:
         """Each posting as an entry row, and as the entry view of the result."""
@@ -426,10 +454,12 @@ class _Batch:
 
     def _record_transaction(
         self,
-        request: TransactionRun,
+        request: TransactionRun | TransactionReverse,
         project_id: str,
         transaction_id: str,
         *,
+        operations: list[Operation],
+        reverses: str | None,
         status: Status,
         entries: list[EntryView],
         error: ErrorInfo | None,
@@ -443,9 +473,10 @@ class _Batch:
                 reference_id=request.reference_id,
                 description=description,
                 status=status,
-                operations=request.operations,
+                operations=operations,
                 error=error,
                 created_at=self.now,
+                reverses=reverses,
             )
         )
         return build(
@@ -455,10 +486,12 @@ class _Batch:
             reference_id=request.reference_id,
             description=description,
             status=status,
-            operations=request.operations,
+            operations=operations,
             entries=entries,
             error=error,
             created_at=self.now,
+            reverses=reverses,
+            reversed_by=None,
         )
 
 
@@ -507,4 +540,5 @@ _HANDLERS: Final[dict[str, Callable[[_Batch, RequestModel, str], Result]]] = {
     "wallet.rename": _Batch.wallet_rename,
     "wallet.set_description": _Batch.wallet_set_description,
     "transaction.run": _Batch.transaction_run,
+    "transaction.reverse": _Batch.transaction_reverse,
 }  # type: ignore[dict-item]

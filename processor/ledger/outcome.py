@@ -21,6 +21,7 @@ class TransactionRecord:
     operations: list[Operation]
     error: ErrorInfo | None  # None when Completed
     created_at: datetime
+    reverses: str | None = None  # the transaction this one reverses (transaction.reverse)
 
 
 @dataclass(slots=True, kw_only=True)

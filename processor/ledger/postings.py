@@ -6,7 +6,7 @@ engine records the transaction as Failed). The named invariants of a posting tha
 are checked here too (`check_postings`, under ``__debug__``).
 """
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from processor.ledger.invariants import check_balances_in_range, check_entries_match_balances, check_value_conserved
 from processor.ledger.rejection import reject
@@ -14,7 +14,7 @@ from processor.ledger.state import Asset, AssetKey, Wallet, WalletKey
 from schemas.amounts import format_minor_units, to_minor_units
 from schemas.errors import ErrorCode
 from schemas.limits import MAX_BALANCE_MINOR
-from schemas.requests import Issue, Redeem, TransactionRun, Transfer
+from schemas.requests import Issue, Operation, Redeem, Transfer
 from schemas.states import EntryType, WalletStatus
 
 # (wallet, operation index, entry type, amount, balance after), in operation order
@@ -55,12 +55,12 @@ def _credited(wallet: Wallet, balance: int, amount: int, *, index: int) -> int:
 
 
 def post_operations(
-    request: TransactionRun, project_id: str, *, wallets: Mapping[WalletKey, Wallet], assets: Mapping[AssetKey, Asset]
+    operations: Sequence[Operation], project_id: str, *, wallets: Mapping[WalletKey, Wallet], assets: Mapping[AssetKey, Asset]
 ) -> tuple[dict[WalletKey, int], list[Posting]]:
     """Run the operations on a tentative overlay of balances; Rejected on the first failure."""
     balances: dict[WalletKey, int] = {}  # overlay: wallet key -> tentative balance
     postings: list[Posting] = []
-    for index, operation in enumerate(request.operations):
+    for index, operation in enumerate(operations):
         if type(operation) is Transfer:
             source = _operable_wallet(wallets, project_id, operation.from_wallet_id, index)
             target = _operable_wallet(wallets, project_id, operation.to_wallet_id, index)
@@ -107,3 +107,13 @@ def check_postings(*, before: Mapping[WalletKey, int], balances: Mapping[WalletK
         before_total=sum(before.values()),
         after_total=sum(balances.values()),
     )
+
+
+def opposite(operation: Operation) -> Operation:
+    """The operation that undoes `operation`: Issue <-> Redeem, a Transfer the other way."""
+    if type(operation) is Transfer:
+        return Transfer(type="Transfer", from_wallet_id=operation.to_wallet_id, to_wallet_id=operation.from_wallet_id, amount=operation.amount)
+    if type(operation) is Issue:
+        return Redeem(type="Redeem", wallet_id=operation.wallet_id, amount=operation.amount)
+    assert type(operation) is Redeem, f"unknown operation {operation!r}"
+    return Issue(type="Issue", wallet_id=operation.wallet_id, amount=operation.amount)

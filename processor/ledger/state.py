@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TypeAlias
 
+from schemas.requests import Operation
 from schemas.results import Result
-from schemas.states import CustomerStatus, WalletStatus
+from schemas.states import CustomerStatus, Status, WalletStatus
 
 AssetKey: TypeAlias = tuple[str, str]  # (project_id, asset_id)
 CustomerKey: TypeAlias = tuple[str, str]  # (project_id, customer_id)
 WalletKey: TypeAlias = tuple[str, str]  # (project_id, wallet_id)
 ReferenceKey: TypeAlias = tuple[str, str]  # (project_id, reference_id)
+TransactionKey: TypeAlias = tuple[str, str]  # (project_id, transaction_id)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -74,6 +76,22 @@ class Wallet:
         return (self.project_id, self.wallet_id)
 
 
+@dataclass(slots=True, frozen=True, kw_only=True)
+class StoredTransaction:
+    """A recorded transaction as a reversal needs it (transactions are history: never changed)."""
+
+    project_id: str
+    transaction_id: str
+    status: Status
+    operations: list[Operation]
+    reverses: str | None  # set when it is itself a reversal
+    reversed_by: str | None  # the Completed reversal of it, if any
+
+    @property
+    def key(self) -> TransactionKey:
+        return (self.project_id, self.transaction_id)
+
+
 @dataclass(slots=True, kw_only=True)
 class LedgerState:
     """Everything one batch may read. See ``StateKeys`` for what must be loaded."""
@@ -87,3 +105,5 @@ class LedgerState:
     customer_wallets: dict[CustomerKey, list[WalletKey]] = field(default_factory=dict)
     # Results stored for reference IDs already spent.
     references: dict[ReferenceKey, Result] = field(default_factory=dict)
+    # Transactions a reversal names (StateKeys.transaction_keys).
+    transactions: dict[TransactionKey, StoredTransaction] = field(default_factory=dict)

@@ -14,10 +14,15 @@ Loader contract (what ``processor.storage`` must put in ``LedgerState`` for a ba
 5. ``customer_wallets``: an entry for every key in ``customers_with_wallets`` listing
    the keys of all that customer's wallets (empty list if none / no such customer).
 6. ``references``: the stored result of every spent reference in ``reference_keys``.
+7. ``transactions``: every existing transaction in ``transaction_keys`` (with the ID of the
+   Completed transaction that reversed it, if any), AND every wallet its operations touch
+   (locked like every loaded wallet, with their assets by rule 2): a reversal moves value
+   between the original's wallets, which its request does not name.
 
-Locks (SELECT ... FOR UPDATE, in sorted key order, one statement per table): every
-loaded wallet (always), the assets in ``locked_asset_keys``, the customers in
-``locked_customer_keys`` and the projects in ``locked_project_ids``. Rows loaded only by
+Locks (SELECT ... FOR UPDATE, in sorted key order, one statement per table, in the order
+projects -> assets -> customers -> transactions -> wallets): every loaded wallet (always),
+the transactions in ``transaction_keys``, the assets in ``locked_asset_keys``, the customers
+in ``locked_customer_keys`` and the projects in ``locked_project_ids``. Rows loaded only by
 the joins of rules 2 and 3 need no lock: an asset's ``fractions`` never changes and an
 asset with a wallet can never be deleted; a customer's suspension suspends its wallets
 under the wallet locks, which we hold.
@@ -30,7 +35,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from schemas.ids import derive_entity_id
-from processor.ledger.state import AssetKey, CustomerKey, ReferenceKey, WalletKey
+from processor.ledger.state import AssetKey, CustomerKey, ReferenceKey, TransactionKey, WalletKey
 from schemas.requests import (
     AssetCreate,
     AssetDelete,
@@ -40,11 +45,13 @@ from schemas.requests import (
     CustomerSuspend,
     CustomerUpsert,
     Issue,
+    Operation,
     ProjectCreate,
     ProjectRename,
     Redeem,
     RequestModel,
     SystemWalletOpen,
+    TransactionReverse,
     TransactionRun,
     Transfer,
     WalletOpen,
@@ -69,6 +76,7 @@ class StateKeys:
     locked_asset_keys: tuple[AssetKey, ...]
     locked_customer_keys: tuple[CustomerKey, ...]
     wallet_owners: bool = True  # load the owner of every loaded customer wallet (rule 3)
+    transaction_keys: tuple[TransactionKey, ...] = ()  # rule 7: transactions a reversal names
 
 
 def created_asset_id(request: AssetCreate) -> str:
@@ -83,8 +91,9 @@ def opened_wallet_id(request: WalletOpen | SystemWalletOpen) -> str:
     return derive_entity_id(kind="wallet", project_id=request.project_id, reference_id=request.reference_id)
 
 
-def transaction_wallet_ids(request: TransactionRun) -> Iterable[str]:
-    for operation in request.operations:
+def operation_wallet_ids(operations: Iterable[Operation]) -> Iterable[str]:
+    """Every wallet the operations touch (repeats included), in operation order."""
+    for operation in operations:
         if isinstance(operation, Transfer):
             yield operation.from_wallet_id
             yield operation.to_wallet_id
@@ -104,6 +113,7 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
     locked_assets: set[AssetKey] = set()
     locked_customers: set[CustomerKey] = set()
     wallet_owners = False
+    transactions: set[TransactionKey] = set()
 
     for request in requests:
         project_id = request_project_id(request)
@@ -111,7 +121,9 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         references.add((project_id, request.reference_id))
         match request:
             case TransactionRun():
-                wallets.update((project_id, w) for w in transaction_wallet_ids(request))
+                wallets.update((project_id, w) for w in operation_wallet_ids(request.operations))
+            case TransactionReverse():
+                transactions.add((project_id, request.transaction_id))
             case WalletSetStatus():
                 wallets.add((project_id, request.wallet_id))
                 wallet_owners = True
@@ -151,4 +163,5 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         locked_asset_keys=tuple(sorted(locked_assets)),
         locked_customer_keys=tuple(sorted(locked_customers)),
         wallet_owners=wallet_owners,
+        transaction_keys=tuple(sorted(transactions)),
     )

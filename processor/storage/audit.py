@@ -84,6 +84,35 @@ ORPHANS = sa.text(
     """
 )
 
+# A Completed reversal mirrors its original: the original exists, is Completed and not itself a
+# reversal, and each wallet's net change in the reversal is the opposite of its change in the
+# original (docs/holds-and-reversals.md).
+REVERSAL_MISMATCHES = sa.text(
+    """
+    WITH reversals AS (
+        SELECT project_id, transaction_id, reverses FROM transactions
+        WHERE reverses IS NOT NULL AND status = 'Completed' AND (CAST(:project_id AS text) IS NULL OR project_id = :project_id)
+    ), involved AS (
+        SELECT project_id, transaction_id FROM reversals UNION SELECT project_id, reverses FROM reversals
+    ), net AS (
+        SELECT e.project_id, e.transaction_id, e.wallet_id,
+               SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END) AS delta
+        FROM wallet_entries e JOIN involved i ON i.project_id = e.project_id AND i.transaction_id = e.transaction_id
+        GROUP BY e.project_id, e.transaction_id, e.wallet_id
+    )
+    SELECT r.project_id, r.transaction_id, r.reverses FROM reversals r
+    WHERE NOT EXISTS (
+            SELECT 1 FROM transactions o WHERE o.project_id = r.project_id AND o.transaction_id = r.reverses
+              AND o.status = 'Completed' AND o.reverses IS NULL)
+       OR EXISTS (
+            (SELECT wallet_id, delta FROM net WHERE project_id = r.project_id AND transaction_id = r.transaction_id
+             EXCEPT SELECT wallet_id, -delta FROM net WHERE project_id = r.project_id AND transaction_id = r.reverses)
+            UNION ALL
+            (SELECT wallet_id, -delta FROM net WHERE project_id = r.project_id AND transaction_id = r.reverses
+             EXCEPT SELECT wallet_id, delta FROM net WHERE project_id = r.project_id AND transaction_id = r.transaction_id))
+    """
+)
+
 
 @dataclass(kw_only=True)
 class AuditReport:
@@ -93,12 +122,13 @@ class AuditReport:
     negative_balances: list[tuple] = field(default_factory=list)
     failed_with_entries: list[tuple] = field(default_factory=list)
     orphans: list[tuple] = field(default_factory=list)
+    reversal_mismatches: list[tuple] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
             self.wallet_mismatches or self.last_entry_mismatches or self.asset_mismatches or self.negative_balances or self.failed_with_entries
-            or self.orphans
+            or self.orphans or self.reversal_mismatches
         )
 
 
@@ -115,4 +145,5 @@ def audit_ledger(engine: sa.Engine, *, project_id: str | None = None) -> AuditRe
             negative_balances=rows(NEGATIVE_BALANCES),
             failed_with_entries=rows(FAILED_WITH_ENTRIES),
             orphans=rows(ORPHANS),
+            reversal_mismatches=rows(REVERSAL_MISMATCHES),
         )

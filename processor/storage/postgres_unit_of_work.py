@@ -18,10 +18,11 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import Asset, Customer, LedgerState, Project, ReferenceKey, Wallet
-from processor.ledger.state_keys import StateKeys
+from processor.ledger.state import Asset, Customer, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey, Wallet, WalletKey
+from processor.ledger.state_keys import StateKeys, operation_wallet_ids
 from processor.storage import tables as m
 from processor.storage.driver import fetch, keys_in, pairs
 from processor.storage.sources import Offsets, Source, Spender
@@ -32,15 +33,18 @@ from processor.storage.statements import (
     SELECT_PROJECTS,
     SELECT_REFERENCES,
     SELECT_SIGNING_KEYS,
+    SELECT_TRANSACTIONS,
     UPSERT_OFFSETS,
 )
 from processor.storage.writing import BatchWriter, StoredResults
 from schemas.results import Result
+from schemas.requests import Operation
 from schemas.signing import KeyScope
-from schemas.states import CustomerStatus, WalletStatus
+from schemas.states import CustomerStatus, Status, WalletStatus
 
 WALLET_STATUS = {status.value: status for status in WalletStatus}
 REPLAN_EVERY_S = 5.0
+_OPERATIONS: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 
 
 def _to_customer(row: sa.Row[Any]) -> Customer:
@@ -120,8 +124,10 @@ class PostgresUnitOfWork:
             if keys.locked_customer_keys:
                 self._lock(m.customers, "customer_id", keys.locked_customer_keys)
             self._select_customers(keys.customer_keys, state, name="customers")
-        if keys.wallet_keys or keys.customers_with_wallets:
-            self._lock_wallets(keys, state)
+        # Rule 7: a reversal's wallets are its original's, known once the original is read.
+        also = self._load_transactions(keys.transaction_keys, state) if keys.transaction_keys else set()
+        if keys.wallet_keys or keys.customers_with_wallets or also:
+            self._lock_wallets(keys, state, also=also)
             self._load_wallet_assets_and_owners(state, owners=keys.wallet_owners)
         if keys.reference_keys:
             state.references.update(self.load_references(keys.reference_keys))
@@ -146,13 +152,26 @@ class PostgresUnitOfWork:
         for row in self.connection.execute(sa.select(m.customers).where(keys_in(m.customers, "project_id", "customer_id", keys, name))):
             state.customers[(row.project_id, row.customer_id)] = _to_customer(row)
 
-    def _lock_wallets(self, keys: StateKeys, state: LedgerState) -> None:
+    def _load_transactions(self, keys: Sequence[TransactionKey], state: LedgerState) -> set[WalletKey]:
+        """The transactions a reversal names (not locked: statements.SELECT_TRANSACTIONS says
+        why), and the keys of the wallets their operations touch."""
+        wallets: set[WalletKey] = set()
+        for project_id, transaction_id, status, operations, reverses, reversed_by in fetch(self.connection, SELECT_TRANSACTIONS, pairs(keys)):
+            parsed = _OPERATIONS.validate_python(operations)
+            state.transactions[(project_id, transaction_id)] = StoredTransaction(
+                project_id=project_id, transaction_id=transaction_id, status=Status(status), operations=parsed, reverses=reverses, reversed_by=reversed_by
+            )
+            wallets.update((project_id, wallet_id) for wallet_id in operation_wallet_ids(parsed))
+        return wallets
+
+    def _lock_wallets(self, keys: StateKeys, state: LedgerState, *, also: set[WalletKey]) -> None:
         """Every wallet a batch touches, locked in sorted order in this one statement; straight
         through psycopg (the hot path's biggest read), balances made exact ints (never floats)."""
         conditions, params = [], []
-        if keys.wallet_keys:
+        wallet_keys = sorted(also.union(keys.wallet_keys)) if also else keys.wallet_keys
+        if wallet_keys:
             conditions.append("(project_id, wallet_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))")
-            params += pairs(keys.wallet_keys)
+            params += pairs(wallet_keys)
         if keys.customers_with_wallets:
             conditions.append("(project_id, customer_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))")
             params += pairs(keys.customers_with_wallets)

@@ -30,7 +30,7 @@ UPSERT_WALLETS = (
 )
 COPY_TRANSACTIONS = (
     "COPY transactions (project_id, transaction_id, reference_id, description, status, operations, error_code, error_message, "
-    "failed_operation_index, created_at) FROM STDIN"
+    "failed_operation_index, created_at, reverses) FROM STDIN"
 )
 COPY_ENTRIES = f"COPY wallet_entries ({', '.join(ENTRY_COLUMNS)}) FROM STDIN"
 COPY_REFERENCES = (
@@ -59,4 +59,13 @@ UPSERT_OFFSETS = (
 LOCK_WALLETS = (
     "SELECT project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at FROM wallets "
     "WHERE {condition} ORDER BY project_id, wallet_id FOR UPDATE"
+)
+# The transactions a reversal names, with the Completed reversal of each (uq_transactions_reversal).
+# Not locked: the history is insert-only for the processor (no UPDATE, so no FOR UPDATE); the
+# unique index makes two concurrent reversals of one transaction collide instead.
+SELECT_TRANSACTIONS = (
+    "SELECT t.project_id, t.transaction_id, t.status, t.operations, t.reverses, "
+    "(SELECT r.transaction_id FROM transactions r WHERE r.project_id = t.project_id AND r.reverses = t.transaction_id "
+    "AND r.status = 'Completed') FROM transactions t "
+    "WHERE (t.project_id, t.transaction_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
 )

@@ -100,10 +100,13 @@ transactions = sa.Table(
     sa.Column("error_message", sa.Text),
     sa.Column("failed_operation_index", sa.Integer),
     sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("reverses", sa.Text),  # the transaction a transaction.reverse undid (migration 0008)
     sa.UniqueConstraint("project_id", "reference_id"),
     sa.CheckConstraint("status IN ('Completed', 'Failed')", name="status_final"),
     sa.CheckConstraint("(status = 'Failed') = (error_code IS NOT NULL)", name="failed_has_error"),
     sa.Index("ix_transactions_time", "project_id", "created_at", "transaction_id"),
+    # One Completed reversal per transaction; also how an original finds its `reversed_by`.
+    sa.Index("uq_transactions_reversal", "project_id", "reverses", unique=True, postgresql_where=sa.text("reverses IS NOT NULL AND status = 'Completed'")),
 )
 
 wallet_entries = sa.Table(

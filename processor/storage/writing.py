@@ -158,6 +158,7 @@ class BatchWriter:
                         error.message if error else None,
                         error.operation_index if error else None,
                         t.created_at,
+                        t.reverses,
                     )
                 )
 

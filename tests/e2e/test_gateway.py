@@ -882,3 +882,33 @@ def test_signing_keys_over_http(stack: GatewayStack) -> None:
     refused = operator.delete(f"{path}/{operator_key.key_id}")
     assert refused.status_code == 404 and error_code(refused) == "SigningKeyNotFound"
     assert _signing_key_row(stack, operator_key.key_id).revoked_at is None
+
+
+# --- reversals (beyond the seed) -----------------------------------------------------------------
+
+
+def test_a_transaction_is_reversed_once_over_http(api: Api, stack: GatewayStack) -> None:
+    project = unique("rev")
+    setup_project(api, project)
+    for wallet in ("a", "b"):
+        open_system_wallet(api, project, wallet)
+    paid = api.post(f"/projects/{project}/transactions", json={"reference_id": "pay", "operations": [
+        {"type": "Issue", "wallet_id": "a", "amount": "5.00"}, {"type": "Transfer", "from_wallet_id": "a", "to_wallet_id": "b", "amount": "2.00"}]})
+    assert paid.status_code == 201, paid.text
+    original = paid.json()["transaction"]["transaction_id"]
+
+    undone = api.post(f"/projects/{project}/transactions/{original}/reversal", json={"description": "refund"})
+    assert undone.status_code == 201, undone.text
+    reversal = undone.json()["transaction"]
+    assert reversal["reverses"] == original and reversal["description"] == "refund"
+    assert undone.headers["Location"] == f"/projects/{project}/transactions/{reversal['transaction_id']}"
+    assert [(e["type"], e["wallet_id"], e["amount"]) for e in reversal["entries"]] == [("Debit", "b", "2.00"), ("Credit", "a", "2.00"), ("Redeem", "a", "5.00")]
+    assert [api.get(f"/projects/{project}/wallets/{w}").json()["balance"] for w in ("a", "b")] == ["0.00", "0.00"]
+    assert api.get(f"/projects/{project}/transactions/{original}").json()["reversed_by"] == reversal["transaction_id"]
+
+    again = api.post(f"/projects/{project}/transactions/{original}/reversal", json={})
+    assert again.status_code == 409 and error_code(again) == "TransactionAlreadyReversed"
+    of_reversal = api.post(f"/projects/{project}/transactions/{reversal['transaction_id']}/reversal", json={})
+    assert of_reversal.status_code == 409 and error_code(of_reversal) == "TransactionNotReversible"
+    unknown = api.post(f"/projects/{project}/transactions/00000000-0000-5000-8000-000000000000/reversal", json={})
+    assert unknown.status_code == 404 and error_code(unknown) == "TransactionNotFound"

@@ -88,3 +88,24 @@ def test_both_units_of_work_load_what_the_contract_says(unit_of_work: UnitOfWork
     assert set(state.references) == {(p, "fund")} and state.references[(p, "fund")].status.value == "Completed"  # rule 6
     assert state.wallets[(p, "A")].balance == 1250 and state.assets[(p, "usd")].fractions == 100
     assert uow.reference_sources[(p, "fund")] == (f"seed-{p}", 0, 8)  # who spent it
+
+
+def test_both_units_of_work_load_a_named_transaction_and_its_wallets(unit_of_work: UnitOfWorkFactory) -> None:
+    """Rule 7: a reversal's wallets are its original's, which its request does not name."""
+    p = seed(unit_of_work)
+    with unit_of_work() as uow:
+        fund = uow.load_state(keys(p, wallet_owners=False)).references[(p, "fund")]
+    assert fund.transaction is not None
+    named = fund.transaction.transaction_id
+    only = StateKeys(
+        project_ids=(p,), asset_keys=(), customer_keys=(), wallet_keys=(), reference_keys=(), customers_with_wallets=(),
+        locked_project_ids=(), locked_asset_keys=(), locked_customer_keys=(), wallet_owners=False,
+        transaction_keys=((p, named), (p, "00000000-0000-5000-8000-000000000000")),
+    )
+    with unit_of_work() as uow:
+        state = uow.load_state(only)
+    assert set(state.transactions) == {(p, named)}
+    loaded = state.transactions[(p, named)]
+    assert (loaded.status.value, loaded.reverses, loaded.reversed_by) == ("Completed", None, None)
+    assert [op.type for op in loaded.operations] == ["Issue"]
+    assert set(state.wallets) == {(p, "A")} and set(state.assets) == {(p, "usd")}  # its wallet, and that wallet's asset

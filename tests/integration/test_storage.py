@@ -294,3 +294,55 @@ def test_models_match_the_migrations(database_url):
             assert compare_metadata(MigrationContext.configure(connection), metadata) == []
     finally:
         engine.dispose()
+
+
+# ------------------------------------------------------------------------ reversals
+
+
+def test_two_concurrent_reversals_of_one_transaction_apply_once(engine, project):
+    """Different references, the same original: the partial unique index on Completed reversals
+    makes the two batches collide; the loser runs again and answers TransactionAlreadyReversed."""
+    [paid] = apply(engine, [{"type": "transaction.run", "project_id": project, "reference_id": "pay", "operations": [
+        {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "7"}]}])
+    original = paid.transaction.transaction_id
+    barrier = threading.Barrier(2)
+    outcomes: list = []
+
+    def worker(reference: str) -> None:
+        barrier.wait()
+        outcomes.extend(apply(engine, [{"type": "transaction.reverse", "project_id": project, "reference_id": reference, "transaction_id": original}]))
+
+    threads = [threading.Thread(target=worker, args=(f"undo-{n}",)) for n in (1, 2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    codes = sorted(r.error.code.value if r.error else "Completed" for r in outcomes)
+    assert codes == ["Completed", "TransactionAlreadyReversed"], [r.error for r in outcomes]
+    with engine.connect() as connection:
+        balances = dict(connection.execute(sa.text("SELECT wallet_id, balance FROM wallets WHERE project_id = :p"), {"p": project}).all())
+        reversals = connection.execute(
+            sa.text("SELECT count(*) FROM transactions WHERE project_id = :p AND reverses = :t AND status = 'Completed'"), {"p": project, "t": original}
+        ).scalar_one()
+    assert (balances["A"], balances["B"], reversals) == (100000, 100000, 1)
+    assert audit_ledger(engine, project_id=project).ok
+
+
+def test_the_audit_finds_a_reversal_that_does_not_mirror_its_original(engine, database_url, project):
+    from processor.storage.audit import REVERSAL_MISMATCHES
+
+    [paid] = apply(engine, [{"type": "transaction.run", "project_id": project, "reference_id": "pay", "operations": [
+        {"type": "Transfer", "from_wallet_id": "A", "to_wallet_id": "B", "amount": "2"}]}])
+    [undone] = apply(engine, [{"type": "transaction.reverse", "project_id": project, "reference_id": "undo", "transaction_id": paid.transaction.transaction_id}])
+    assert undone.status.value == "Completed" and audit_ledger(engine, project_id=project).ok
+    owner = sa.create_engine(database_url)
+    with owner.connect() as connection, connection.begin() as transaction:
+        # A Completed "reversal" of the funding with no entries at all: it mirrors nothing.
+        connection.execute(sa.text(
+            "INSERT INTO transactions (project_id, transaction_id, reference_id, status, operations, created_at, reverses) "
+            "SELECT :p, 'tx-fake-reversal', 'fake', 'Completed', '[]', now(), transaction_id FROM transactions "
+            "WHERE project_id = :p AND reference_id = 'fund'"), {"p": project})
+        found = [row[1] for row in connection.execute(REVERSAL_MISMATCHES, {"project_id": project})]
+        transaction.rollback()
+    owner.dispose()
+    assert found == ["tx-fake-reversal"]

@@ -18,7 +18,10 @@ from processor.ledger import (
     apply_batch,
     state_keys,
 )
+from processor.ledger.state import StoredTransaction
+from processor.ledger.state_keys import operation_wallet_ids
 from schemas.requests import RequestAdapter, RequestModel
+from schemas.states import Status
 from schemas.results import Result
 
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
@@ -63,6 +66,14 @@ class MemoryStore:
         for key in keys.wallet_keys:
             if key in self.wallets:
                 state.wallets[key] = self.wallets[key]
+        for key in keys.transaction_keys:  # rule 7: the transaction, and every wallet it touched
+            record = self.transactions.get(key)
+            if record is None:
+                continue
+            state.transactions[key] = self.stored_transaction(record)
+            for wallet_id in operation_wallet_ids(record.operations):
+                if (key[0], wallet_id) in self.wallets:
+                    state.wallets[(key[0], wallet_id)] = self.wallets[(key[0], wallet_id)]
         for wallet in list(state.wallets.values()):  # joins: each wallet's asset and owner
             state.assets[(wallet.project_id, wallet.asset_id)] = self.assets[(wallet.project_id, wallet.asset_id)]
             if wallet.customer_id is not None and keys.wallet_owners:
@@ -73,6 +84,17 @@ class MemoryStore:
             if key in self.references:
                 state.references[key] = self.references[key]
         return state
+
+    def stored_transaction(self, record: TransactionRecord) -> StoredTransaction:
+        reversed_by = next(
+            (t.transaction_id for t in self.transactions.values()
+             if t.reverses == record.transaction_id and t.project_id == record.project_id and t.status == Status.Completed),
+            None,
+        )
+        return StoredTransaction(
+            project_id=record.project_id, transaction_id=record.transaction_id, status=record.status, operations=list(record.operations),
+            reverses=record.reverses, reversed_by=reversed_by,
+        )
 
     def write(self, outcome: BatchOutcome) -> None:
         for project in outcome.projects_upserted:

@@ -494,3 +494,53 @@ def test_hot_path_wallet_copy_keeps_every_field() -> None:
     )
     assert _with_balance(wallet, 9) == replace(wallet, balance=9)
     assert len(fields(Wallet)) == 9  # a new field must be added to _with_balance too
+
+
+# --- reversals (docs/holds-and-reversals.md) ----------------------------------------------------
+
+
+def reverse(ledger: Ledger, transaction_id: str) -> Result:
+    return ledger("transaction.reverse", transaction_id=transaction_id)
+
+
+def test_a_reversal_applies_the_opposite_operations_in_reverse_order(ledger: Ledger) -> None:
+    original = ok(ledger.tx(issue("U1", "10.00"), transfer("U1", "U2", "4.00"), redeem("U2", "1.00")))
+    assert original.transaction is not None
+    result = ok(reverse(ledger, original.transaction.transaction_id))
+    assert result.transaction is not None and result.transaction.reverses == original.transaction.transaction_id
+    # Redeem U2 1 -> Issue U2 1; Transfer U1->U2 4 -> Transfer U2->U1 4; Issue U1 10 -> Redeem U1 10.
+    assert [(e.type.value, e.wallet_id, e.amount) for e in result.transaction.entries] == [
+        ("Issue", "U2", "1.00"), ("Debit", "U2", "4.00"), ("Credit", "U1", "4.00"), ("Redeem", "U1", "10.00"),
+    ]
+    assert (ledger.balance("U1"), ledger.balance("U2")) == (0, 0)
+
+
+def test_a_transaction_is_reversed_at_most_once_even_within_one_batch(ledger: Ledger) -> None:
+    original = ok(ledger.tx(issue("W1", 5)))
+    tid = original.transaction.transaction_id  # type: ignore[union-attr]
+    first, second = ledger.store.run([req(type="transaction.reverse", project_id=P, reference_id=f"rev-{n}", transaction_id=tid) for n in (1, 2)])
+    ok(first)
+    failed(second, ErrorCode.TransactionAlreadyReversed)
+    assert first.transaction.transaction_id in second.error.message  # type: ignore[union-attr]
+    failed(reverse(ledger, tid), ErrorCode.TransactionAlreadyReversed)  # and in a later batch
+    assert ledger.balance("W1") == 0
+
+
+def test_a_reversal_a_failed_transaction_and_an_unknown_one_are_not_reversible(ledger: Ledger) -> None:
+    original = ok(ledger.tx(issue("W1", 5)))
+    reversal = ok(reverse(ledger, original.transaction.transaction_id))  # type: ignore[union-attr]
+    failed(reverse(ledger, reversal.transaction.transaction_id), ErrorCode.TransactionNotReversible)  # type: ignore[union-attr]
+    refused = failed(ledger.tx(redeem("W2", 1)), ErrorCode.InsufficientFunds, 0)
+    failed(reverse(ledger, refused.transaction.transaction_id), ErrorCode.TransactionNotReversible)  # type: ignore[union-attr]
+    failed(reverse(ledger, "00000000-0000-5000-8000-000000000000"), ErrorCode.TransactionNotFound)
+
+
+def test_a_reversal_that_cannot_apply_fails_and_leaves_the_original_reversible(ledger: Ledger) -> None:
+    original = ok(ledger.tx(issue("W1", 5), transfer("W1", "W2", 5)))
+    ok(ledger.tx(redeem("W2", 3)))  # W2 spent what the reversal would take back
+    tid = original.transaction.transaction_id  # type: ignore[union-attr]
+    refused = failed(reverse(ledger, tid), ErrorCode.InsufficientFunds, 0)
+    assert refused.transaction is not None and refused.transaction.reverses == tid and refused.transaction.entries == []
+    ok(ledger.tx(issue("W2", 3)))
+    ok(reverse(ledger, tid))
+    assert (ledger.balance("W1"), ledger.balance("W2")) == (0, 0)

@@ -489,7 +489,7 @@ MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId":
 
 
 def test_every_route_checks_its_reach_first() -> None:
-    assert len(ROUTES) == 34  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, a balance at an instant and a statement
+    assert len(ROUTES) == 35  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, a balance at an instant, a statement, a reversal
     assert all(isinstance(route, GatewayRoute) for route in ALL_ROUTES)
     assert {route.path for route in ALL_ROUTES if route not in ROUTES} == {"/health"}
 

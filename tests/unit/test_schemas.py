@@ -47,6 +47,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             {"type": "Redeem", "wallet_id": "w2", "amount": "0.5"},
         ],
     },
+    "transaction.reverse": {"project_id": "p1", "transaction_id": "0b9ff8a2-5b0e-5c3d-9a4e-2f1c7d3b6a10"},
 }
 
 

@@ -7,7 +7,7 @@ from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from processor.gateway.access import GatewayRoute
-from processor.gateway.bodies import Page, TransactionBody
+from processor.gateway.bodies import Page, ReversalBody, TransactionBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, FromQuery, Member, PagingDep, ProjectIdPath
 from processor.gateway.dependencies import ReadsDep, ReferenceIdQuery, ToQuery, TransactionIdPath, Write
 from processor.gateway.dependencies import found_in_project, page_in_project, period
@@ -40,3 +40,12 @@ def get_transaction(project_id: ProjectIdPath, transaction_id: TransactionIdPath
 async def run_transaction(project_id: ProjectIdPath, body: TransactionBody, principal: Member, write: Write) -> JSONResponse:
     """Run a transaction (`transaction.run`): operations in order, all or nothing. reference_id is required."""
     return await write("transaction.run", path={"project_id": project_id}, body=body, created=True)
+
+
+@router.post(
+    "/projects/{projectId}/transactions/{txId}/reversal", status_code=201, response_model=Result, responses=WRITE_RESPONSES, operation_id="reverseTransaction"
+)
+async def reverse_transaction(project_id: ProjectIdPath, transaction_id: TransactionIdPath, body: ReversalBody, principal: Member, write: Write) -> JSONResponse:
+    """Reverse a Completed transaction (`transaction.reverse`): its operations' opposites in reverse
+    order, as one new transaction; at most once, never of a reversal."""
+    return await write("transaction.reverse", path={"project_id": project_id, "transaction_id": transaction_id}, body=body, created=True)
