@@ -15,7 +15,7 @@ had changed, does not spend its reference (a redelivery after a fix may succeed)
 batch goes on.
 
 The operations of a transaction are posted in processor/ledger/postings.py. Why this module is
-longer than ~400 lines: it is the one place with a handler for each of the fifteen request
+longer than ~400 lines: it is the one place with a handler for each of the sixteen request
 types (each ~10-20 lines, on the batch's one working state); split across modules they would
 need mixins sharing that state, which hides more than it shows.
 """
