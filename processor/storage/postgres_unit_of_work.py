@@ -18,7 +18,6 @@ from types import TracebackType
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 
 from processor.ledger.outcome import BatchOutcome
 from processor.ledger.state import Asset, Customer, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey, Wallet, WalletKey
@@ -38,13 +37,11 @@ from processor.storage.statements import (
 )
 from processor.storage.writing import BatchWriter, StoredResults
 from schemas.results import Result
-from schemas.requests import Operation
 from schemas.signing import KeyScope
 from schemas.states import CustomerStatus, Status, WalletStatus
 
 WALLET_STATUS = {status.value: status for status in WalletStatus}
 REPLAN_EVERY_S = 5.0
-_OPERATIONS: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 
 
 def _to_customer(row: sa.Row[Any]) -> Customer:
@@ -157,7 +154,7 @@ class PostgresUnitOfWork:
         why), and the keys of the wallets their operations touch."""
         wallets: set[WalletKey] = set()
         for project_id, transaction_id, status, operations, reverses, reversed_by in fetch(self.connection, SELECT_TRANSACTIONS, pairs(keys)):
-            parsed = _OPERATIONS.validate_python(operations)
+            parsed = m.OPERATIONS_JSON.validate_python(operations)
             state.transactions[(project_id, transaction_id)] = StoredTransaction(
                 project_id=project_id, transaction_id=transaction_id, status=Status(status), operations=parsed, reverses=reverses, reversed_by=reversed_by
             )

@@ -9,7 +9,10 @@ enough for any asset scale up to 10**18.
 from __future__ import annotations
 
 import sqlalchemy as sa
+from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import JSONB
+
+from schemas.requests import Operation
 
 metadata = sa.MetaData(
     naming_convention={
@@ -87,6 +90,9 @@ wallets = sa.Table(
 
 # The history tables (transactions, wallet_entries, processed_requests) have no foreign keys:
 # the batch that writes them guarantees their parents, and the audit checks it (migration 0007).
+# The JSON of `transactions.operations`: written by the batch (COPY), read back by a reversal.
+OPERATIONS_JSON: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
+
 transactions = sa.Table(
     "transactions",
     metadata,

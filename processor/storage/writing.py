@@ -14,7 +14,6 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from pydantic import TypeAdapter
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from processor.ledger.outcome import BatchOutcome
@@ -23,10 +22,8 @@ from processor.storage import tables as m
 from processor.storage.driver import as_sqlalchemy_errors, driver_cursor, keys_in
 from processor.storage.sources import Spender
 from processor.storage.statements import COPY_ENTRIES, COPY_REFERENCES, COPY_TRANSACTIONS, UPDATE_BALANCES, UPSERT_WALLETS
-from schemas.requests import Operation
 from schemas.results import Result
 
-_OPERATIONS: TypeAdapter[list[Operation]] = TypeAdapter(list[Operation])
 
 
 @dataclass(slots=True, frozen=True)
@@ -142,7 +139,7 @@ class BatchWriter:
                 cursor.execute(UPSERT_WALLETS, full)
 
     def _copy_transactions(self, outcome: BatchOutcome) -> None:
-        dump_operations = _OPERATIONS.dump_json
+        dump_operations = m.OPERATIONS_JSON.dump_json
         with as_sqlalchemy_errors(COPY_TRANSACTIONS), self._driver_cursor().copy(COPY_TRANSACTIONS) as copy:
             for t in outcome.transactions:
                 error = t.error
