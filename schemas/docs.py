@@ -144,9 +144,10 @@ Order is guaranteed per key. The key is `"{project_id}/{x}"` where x is:
 
 | request | x |
 |---|---|
-| `transaction.run` | the first wallet it debits (a Transfer's `from_wallet_id` or a Redeem's `wallet_id`), else the first wallet it credits |
+| `transaction.run` | the first wallet it debits or holds (a Transfer's `from_wallet_id`, a Redeem's or a Hold's `wallet_id`), else the first wallet it credits, else (only Captures and Voids) the first `hold_id` |
 | `transaction.reverse` | `transaction_id` (its wallets are the original's, which the request does not name) |
-| `wallet.set_status`, `wallet.rename`, `wallet.set_description` | `wallet_id` |
+| `hold.capture`, `hold.void`, `hold.expire` | `hold_id` (its wallets are the hold's) |
+| `hold.create`, `wallet.set_status`, `wallet.rename`, `wallet.set_description` | `wallet_id` |
 | `wallet.open`, `system_wallet.open` | `wallet_id` if given, else `reference_id` |
 | `customer.*` | `customer_id` |
 | `asset.create` | `asset_id` if given, else `reference_id` |
@@ -166,8 +167,9 @@ RESULTS = """\
 operation_index}|null, processed_at, ...state}` where the state is the entity the request
 touched: `project`, `asset`, `customer`, `wallet`, `wallets` (the wallets a
 `customer.suspend` suspended), `transaction` (with its operations, entries and error) —
-and `original` for a `DuplicateReferenceId`. Entries are `Issue`, `Redeem`, `Debit` (the
-from side of a Transfer) and `Credit` (the to side), each with `balance_after`. A failed
+`hold` (hold.create / capture / void / expire) and `original` for a `DuplicateReferenceId`.
+Entries are `Issue`, `Redeem`, `Debit` (the from side of a Transfer), `Credit` (the to side),
+`Hold` and `Release`, each with `balance_after` and `available_after`. A failed
 request carries no entity state, except a failed `transaction.run` or `transaction.reverse`,
 whose result carries the recorded (Failed, entry-less) transaction. A transaction shows
 `reverses` (the transaction a `transaction.reverse` undid) and `reversed_by` (the Completed
@@ -180,6 +182,22 @@ reverse order, as one new transaction. It fails like any transaction (e.g.
 reversible. A transaction is reversed at most once (`TransactionAlreadyReversed` names the
 reversal); a reversal and a Failed transaction are not reversible
 (`TransactionNotReversible`); an unknown ID is `TransactionNotFound`.
+
+**Holds.** A `Hold` operation (or `hold.create`, a transaction of one) reserves an amount of
+one Open wallet: its `held` rises, its `balance` does not, and every debit needs
+`available = balance − held`. A `Capture` (`hold.capture`) releases the whole hold and moves
+the captured amount (at most the held one): a Transfer to the hold's `to_wallet_id`, or a
+Redeem without one. A `Void` (`hold.void`) releases it; a Suspended wallet's holds can be
+voided but not captured. Hold and release post `Hold` / `Release` entries (balance unchanged,
+`available_after` moved). A hold past `expires_at` — by the **log time** of the record
+(`LogAppendTime` of the requests topic), so a replay decides the same — is released before
+any request touching its wallet applies, as its own transaction with reference
+`~expire/{hold_id}`; holds on idle wallets are expired by the processor's sweep, which
+publishes `hold.expire` with that same reference. Reference IDs starting with `~` are
+reserved for it. A Capture or Void then answers `HoldExpired`; of a finished hold,
+`HoldNotActive`; more than held, `HoldAmountExceeded`; closing a wallet with an Active hold,
+`WalletHasActiveHolds`. A transaction with hold operations is not reversible. Every edge
+case: docs/holds-and-reversals.md.
 
 Headers of every result: `request_type`, `source_topic`, `source_partition` and
 `source_offset` (the request record it answers), `correlation_id` echoed as sent (raw

@@ -28,6 +28,13 @@ class ErrorCode(StrEnum):
     TransactionNotFound = "TransactionNotFound"
     TransactionNotReversible = "TransactionNotReversible"
     TransactionAlreadyReversed = "TransactionAlreadyReversed"
+    HoldNotFound = "HoldNotFound"
+    HoldAlreadyExists = "HoldAlreadyExists"
+    HoldNotActive = "HoldNotActive"
+    HoldExpired = "HoldExpired"
+    HoldNotExpired = "HoldNotExpired"
+    HoldAmountExceeded = "HoldAmountExceeded"
+    WalletHasActiveHolds = "WalletHasActiveHolds"
 
 
 ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
@@ -56,7 +63,7 @@ ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
     ErrorCode.WalletNotEmpty: "Closing a wallet whose balance is not zero.",
     ErrorCode.WalletClosed: "The wallet is Closed (final): no status change, no operation.",
     ErrorCode.AssetMismatch: "A Transfer between wallets of different assets.",
-    ErrorCode.InsufficientFunds: "A Redeem or Transfer would take a balance below zero.",
+    ErrorCode.InsufficientFunds: "A Redeem, Transfer or Hold needs more than the wallet's available amount (balance minus held).",
     ErrorCode.BalanceLimitExceeded: "An Issue or Transfer would take a balance above the maximum.",
     ErrorCode.InternalError: (
         "An unexpected fault while applying this request; it changed nothing and the "
@@ -73,6 +80,13 @@ ERROR_DESCRIPTIONS: Final[dict[ErrorCode, str]] = {
         "(run a new transaction to redo what it undid)."
     ),
     ErrorCode.TransactionAlreadyReversed: "transaction.reverse of a transaction a Completed reversal already reversed; the message names it.",
+    ErrorCode.HoldNotFound: "A Capture, Void or hold.expire names a hold that is not in the project.",
+    ErrorCode.HoldAlreadyExists: "A Hold with a hold_id that already exists in the project.",
+    ErrorCode.HoldNotActive: "A Capture or Void of a hold that was already captured or voided; the message names its status.",
+    ErrorCode.HoldExpired: "A Capture or Void of a hold past its expires_at (by the record's log time): it was released instead.",
+    ErrorCode.HoldNotExpired: "hold.expire of an Active hold whose expires_at is not reached yet (by the record's log time).",
+    ErrorCode.HoldAmountExceeded: "A Capture of more than the hold holds; the hold stays Active.",
+    ErrorCode.WalletHasActiveHolds: "Closing a wallet with an Active hold: capture or void it first.",
 }
 
 assert set(ERROR_DESCRIPTIONS) == set(ErrorCode), "every ErrorCode has a description"

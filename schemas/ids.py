@@ -15,7 +15,7 @@ from typing import Final, Literal
 NAMESPACE: Final = uuid.UUID("3d4b8f36-9a0e-5c1a-9d1e-6b2f0c7a4e11")
 _NAMESPACE_BYTES: Final = NAMESPACE.bytes
 
-EntityKind = Literal["project", "asset", "wallet"]
+EntityKind = Literal["project", "asset", "wallet", "hold"]
 
 
 def _uuid(kind: str, project_id: str, reference_id: str) -> uuid.UUID:
@@ -39,3 +39,9 @@ def derive_transaction_id(*, project_id: str, reference_id: str) -> str:
     digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
     h = digest.hex()
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
+
+def derive_hold_id(*, project_id: str, reference_id: str, operation_index: int) -> str:
+    """The ID of a hold created without one: from its transaction's reference ID and the
+    Hold operation's index (a hold.create is a transaction of one operation: index 0)."""
+    return derive_entity_id(kind="hold", project_id=project_id, reference_id=f"{reference_id}#{operation_index}")

@@ -10,6 +10,7 @@ MAX_PROJECT_ID_LEN: Final = 30
 MAX_ASSET_ID_LEN: Final = 30
 MAX_WALLET_ID_LEN: Final = 64
 MAX_CUSTOMER_ID_LEN: Final = 254
+MAX_HOLD_ID_LEN: Final = 64
 MAX_REFERENCE_ID_LEN: Final = 128
 MAX_NAME_LEN: Final = 200
 MAX_DESCRIPTION_LEN: Final = 1000
@@ -30,6 +31,10 @@ DEFAULT_FRACTIONS: Final = 100
 
 # Balances are integers in minor units and must fit PostgreSQL NUMERIC(38, 0).
 MAX_BALANCE_MINOR: Final = 10**38 - 1
+
+# Reference IDs starting with this are the ledger's own (hold.expire's `~expire/{hold_id}`, the
+# expiry's transaction); a client's reference ID may not start with it.
+RESERVED_REFERENCE_PREFIX: Final = "~"
 
 # Character class of the IDs a client may choose (projects, assets, wallets).
 ID_PATTERN: Final = r"^[A-Za-z0-9._:@+-]+$"

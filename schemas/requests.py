@@ -9,6 +9,7 @@ from typing import Annotated, Final, Literal, TypeAlias
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,6 +21,7 @@ from pydantic import (
 
 from schemas.amounts import Amount
 from schemas.limits import (
+    RESERVED_REFERENCE_PREFIX,
     ASSET_CODE_PATTERN,
     DEFAULT_FRACTIONS,
     ID_PATTERN,
@@ -27,6 +29,7 @@ from schemas.limits import (
     MAX_ASSET_ID_LEN,
     MAX_CUSTOMER_ID_LEN,
     MAX_DESCRIPTION_LEN,
+    MAX_HOLD_ID_LEN,
     MAX_FRACTIONS,
     MAX_NAME_LEN,
     MAX_OPERATIONS_PER_TRANSACTION,
@@ -49,6 +52,12 @@ def _storable(value: str) -> str:
     # PostgreSQL text cannot hold NUL, and a lone surrogate is not text at all.
     if "\x00" in value or any("\ud800" <= ch <= "\udfff" for ch in value):
         raise ValueError("must not contain NUL characters or unpaired surrogates")
+    return value
+
+
+def _not_reserved(value: str) -> str:
+    if value.startswith(RESERVED_REFERENCE_PREFIX):
+        raise ValueError(f"must not start with {RESERVED_REFERENCE_PREFIX!r}: reserved for the ledger's own requests (hold.expire)")
     return value
 
 
@@ -76,9 +85,13 @@ CustomerId = Annotated[
 ReferenceId = Annotated[
     str,
     Strict(),
-    Field(description="printable, not only whitespace; unique per project"),
+    Field(description="printable, not only whitespace, not starting with '~' (reserved); unique per project"),
     StringConstraints(min_length=1, max_length=MAX_REFERENCE_ID_LEN),
     AfterValidator(_printable),
+    AfterValidator(_not_reserved),
+]
+HoldId = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_HOLD_ID_LEN, pattern=ID_PATTERN)
 ]
 TransactionId = Annotated[
     str,
@@ -137,7 +150,43 @@ class Transfer(_Model):
         return self
 
 
-Operation: TypeAlias = Annotated[Issue | Redeem | Transfer, Field(discriminator="type")]
+class Hold(_Model):
+    """Reserve an amount of one wallet: its `available` drops, its `balance` does not. Toward
+    `to_wallet_id` (captured as a Transfer) or none (captured as a Redeem); released at
+    `expires_at` if not captured or voided before (docs/holds-and-reversals.md)."""
+
+    type: Literal["Hold"]
+    wallet_id: WalletId
+    amount: Amount
+    to_wallet_id: WalletId | None = None
+    hold_id: Annotated[HoldId | None, Field(description="derived from the reference ID and the operation's index when omitted")] = None
+    expires_at: AwareDatetime | None = None
+
+    @model_validator(mode="after")
+    def _distinct_wallets(self) -> "Hold":
+        if self.to_wallet_id == self.wallet_id:
+            raise ValueError("a hold's destination must be another wallet (to_wallet_id == wallet_id)")
+        return self
+
+
+class Capture(_Model):
+    """Move all or part of an Active hold (a Transfer to its destination, else a Redeem) and
+    release the rest."""
+
+    type: Literal["Capture"]
+    hold_id: HoldId
+    amount: Annotated[Amount | None, Field(description="at most the held amount; omitted: all of it")] = None
+
+
+class Void(_Model):
+    """Release an Active hold: nothing moves."""
+
+    type: Literal["Void"]
+    hold_id: HoldId
+
+
+Operation: TypeAlias = Annotated[Issue | Redeem | Transfer | Hold | Capture | Void, Field(discriminator="type")]
+HOLD_OPERATIONS: Final = (Hold, Capture, Void)
 
 
 # --- requests ---------------------------------------------------------------------------
@@ -276,6 +325,69 @@ class TransactionReverse(_ProjectScoped):
     description: Description | None = None
 
 
+class HoldCreate(_ProjectScoped):
+    """A transaction of one Hold operation; an omitted hold_id is derived as for a Hold
+    operation at index 0 (`schemas.ids.derive_hold_id`)."""
+
+    type: Literal["hold.create"]
+    wallet_id: WalletId
+    amount: Amount
+    to_wallet_id: WalletId | None = None
+    hold_id: HoldId | None = None
+    expires_at: AwareDatetime | None = None
+    description: Description | None = None
+
+    @model_validator(mode="after")
+    def _distinct_wallets(self) -> "HoldCreate":
+        if self.to_wallet_id == self.wallet_id:
+            raise ValueError("a hold's destination must be another wallet (to_wallet_id == wallet_id)")
+        return self
+
+    def operation(self, *, hold_id: str | None) -> Hold:
+        return Hold(type="Hold", wallet_id=self.wallet_id, amount=self.amount, to_wallet_id=self.to_wallet_id, hold_id=hold_id, expires_at=self.expires_at)
+
+
+class HoldCapture(_ProjectScoped):
+    """A transaction of one Capture operation."""
+
+    type: Literal["hold.capture"]
+    hold_id: HoldId
+    amount: Amount | None = None
+    description: Description | None = None
+
+
+class HoldVoid(_ProjectScoped):
+    """A transaction of one Void operation."""
+
+    type: Literal["hold.void"]
+    hold_id: HoldId
+    description: Description | None = None
+
+
+def _expiry_reference(hold_id: str) -> str:
+    return f"{RESERVED_REFERENCE_PREFIX}expire/{hold_id}"
+
+
+class HoldExpire(_ProjectScoped):
+    """Release a hold past its `expires_at` (by the record's log time). The processor's sweep
+    publishes it for holds on wallets that see no traffic; its reference ID is the hold's own
+    (`~expire/{hold_id}`), so two sweeps of one hold spend one reference."""
+
+    type: Literal["hold.expire"]
+    reference_id: Annotated[str, Strict(), Field(description="exactly '~expire/' followed by the hold_id")]  # type: ignore[assignment]
+    hold_id: HoldId
+
+    @model_validator(mode="after")
+    def _reference_is_the_holds(self) -> "HoldExpire":
+        if self.reference_id != _expiry_reference(self.hold_id):
+            raise ValueError(f"a hold.expire's reference_id is {_expiry_reference(self.hold_id)!r} (the hold's own)")
+        return self
+
+    @classmethod
+    def of(cls, *, project_id: str, hold_id: str) -> "HoldExpire":
+        return cls(type="hold.expire", reference_id=_expiry_reference(hold_id), project_id=project_id, hold_id=hold_id)
+
+
 RequestModel: TypeAlias = (
     ProjectCreate
     | ProjectRename
@@ -293,6 +405,10 @@ RequestModel: TypeAlias = (
     | WalletSetDescription
     | TransactionRun
     | TransactionReverse
+    | HoldCreate
+    | HoldCapture
+    | HoldVoid
+    | HoldExpire
 )
 Request: TypeAlias = Annotated[RequestModel, Field(discriminator="type")]
 RequestAdapter: Final[TypeAdapter[RequestModel]] = TypeAdapter(Request)
@@ -330,15 +446,19 @@ def _is_valid(adapter: TypeAdapter[str], value: object) -> bool:
 
 
 def transaction_key_wallet(request: TransactionRun) -> str:
-    """The first wallet the transaction debits, else the first wallet it credits."""
+    """The first wallet the transaction debits or holds, else the first wallet it credits, else
+    (only captures and voids) the first hold it names."""
     for operation in request.operations:
         if isinstance(operation, Transfer):
             return operation.from_wallet_id
-        if isinstance(operation, Redeem):
+        if isinstance(operation, Redeem | Hold):
+            return operation.wallet_id
+    for operation in request.operations:
+        if isinstance(operation, Issue):
             return operation.wallet_id
     first = request.operations[0]
-    assert isinstance(first, Issue), "a transaction that debits nothing only issues"
-    return first.wallet_id
+    assert isinstance(first, Capture | Void), "a transaction that moves nothing only captures or voids"
+    return first.hold_id
 
 
 def partition_key(request: RequestModel) -> str:
@@ -357,8 +477,11 @@ def partition_key(request: RequestModel) -> str:
             # Its wallets are the original's, which the request does not name: the row locks,
             # not the partition, keep batches from interleaving on them (docs/holds-and-reversals.md).
             return f"{request.project_id}/{request.transaction_id}"
-        case WalletSetStatus() | WalletRename() | WalletSetDescription():
+        case WalletSetStatus() | WalletRename() | WalletSetDescription() | HoldCreate():
             return f"{request.project_id}/{request.wallet_id}"
+        case HoldCapture() | HoldVoid() | HoldExpire():
+            # Like a reversal's: the hold names its wallets, the request does not.
+            return f"{request.project_id}/{request.hold_id}"
         case WalletOpen() | SystemWalletOpen():
             return f"{request.project_id}/{request.wallet_id or request.reference_id}"
         case CustomerUpsert() | CustomerSuspend() | CustomerResume() | CustomerDelete():

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from schemas.amounts import DECIMAL_STRING_PATTERN
 from schemas.errors import ErrorCode
 from schemas.requests import Operation
-from schemas.states import CustomerStatus, EntryType, Status, WalletStatus
+from schemas.states import CustomerStatus, EntryType, HoldStatus, Status, WalletStatus
 
 __all__ = [
     "AssetView",
@@ -21,6 +21,8 @@ __all__ = [
     "EntryType",
     "EntryView",
     "ErrorInfo",
+    "HoldStatus",
+    "HoldView",
     "OperationView",
     "ProjectView",
     "Result",
@@ -82,6 +84,9 @@ class WalletView(_View):
     status: WalletStatus
     balance: DecimalString
     created_at: datetime
+    # Reserved by Active holds, and balance - held. None only in results stored before holds.
+    held: DecimalString | None = None
+    available: DecimalString | None = None
 
 
 class EntryView(_View):
@@ -90,6 +95,22 @@ class EntryView(_View):
     type: EntryType
     amount: DecimalString
     balance_after: DecimalString
+    available_after: DecimalString | None = None  # None only in results stored before holds
+
+
+class HoldView(_View):
+    project_id: str
+    hold_id: str
+    wallet_id: str  # the wallet whose amount is held
+    to_wallet_id: str | None  # None: a capture redeems
+    amount: DecimalString  # held while Active
+    captured: DecimalString | None  # what the capture moved (Captured only)
+    status: HoldStatus
+    expires_at: datetime | None
+    created_by: str  # the transaction that made the hold
+    finished_by: str | None  # the transaction that captured, voided or expired it
+    created_at: datetime
+    finished_at: datetime | None
 
 
 class TransactionView(_View):
@@ -121,6 +142,7 @@ class Result(_View):
     wallet: WalletView | None = None
     wallets: list[WalletView] | None = None  # e.g. the wallets a customer.suspend suspended
     transaction: TransactionView | None = None
+    hold: HoldView | None = None  # hold.create / capture / void / expire
     # DuplicateReferenceId: the stored result of the first request with this reference ID.
     original: Optional["Result"] = None
 

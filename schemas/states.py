@@ -28,3 +28,14 @@ class EntryType(StrEnum):
     Redeem = "Redeem"
     Debit = "Debit"
     Credit = "Credit"
+    Hold = "Hold"  # a hold reserves `amount`: available drops, balance does not
+    Release = "Release"  # a hold ends (captured, voided or expired): available rises by `amount`
+
+
+class HoldStatus(StrEnum):
+    """Active until captured, voided or expired; each of those is final."""
+
+    Active = "Active"
+    Captured = "Captured"
+    Voided = "Voided"
+    Expired = "Expired"

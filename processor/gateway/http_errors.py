@@ -32,6 +32,7 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.CustomerNotFound: 404,
     ErrorCode.WalletNotFound: 404,
     ErrorCode.TransactionNotFound: 404,
+    ErrorCode.HoldNotFound: 404,
     ErrorCode.DuplicateReferenceId: 409,
     ErrorCode.ProjectAlreadyExists: 409,
     ErrorCode.AssetAlreadyExists: 409,
@@ -46,6 +47,12 @@ STATUS_BY_CODE: dict[ErrorCode, int] = {
     ErrorCode.BalanceLimitExceeded: 409,
     ErrorCode.TransactionNotReversible: 409,
     ErrorCode.TransactionAlreadyReversed: 409,
+    ErrorCode.HoldAlreadyExists: 409,
+    ErrorCode.HoldNotActive: 409,
+    ErrorCode.HoldExpired: 409,
+    ErrorCode.HoldNotExpired: 409,
+    ErrorCode.HoldAmountExceeded: 409,
+    ErrorCode.WalletHasActiveHolds: 409,
     ErrorCode.InternalError: 500,
     # The processor refused the gateway's own signature (its signing key revoked or wrong): the
     # caller did nothing wrong, the deployment must be fixed.

@@ -4,7 +4,7 @@ from processor.ledger.engine import apply_batch
 from schemas.ids import NAMESPACE, derive_entity_id, derive_transaction_id
 from processor.ledger.state_keys import StateKeys, state_keys
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
-from processor.ledger.state import Asset, Customer, LedgerState, Project, Wallet
+from processor.ledger.state import Asset, Customer, Hold, LedgerState, Project, Wallet
 
 __all__ = [
     "NAMESPACE",
@@ -12,6 +12,7 @@ __all__ = [
     "BatchOutcome",
     "Customer",
     "EntryRecord",
+    "Hold",
     "LedgerState",
     "Project",
     "ReferenceRecord",

@@ -9,13 +9,18 @@ Per request:
 2. reference check: (project_id, reference_id) already spent -> DuplicateReferenceId with
    ``original`` = the stored result; nothing changes, nothing is recorded.
 3. the request's rules; success or failure, the result is recorded as the reference's
-   answer (``BatchOutcome.references``).
+   answer (``BatchOutcome.references``) — except a hold.expire's, which spends nothing.
 An unexpected exception fails that request alone with InternalError, undoes whatever it
 had changed, does not spend its reference (a redelivery after a fix may succeed) and the
 batch goes on.
 
+Holds expire by log time (docs/holds-and-reversals.md): before a request is applied, every
+Active hold of the wallets it touches whose ``expires_at`` is at or before the request's log
+time is released, as its own transaction (reference ``~expire/{hold_id}``); that expiry stays
+even if the request then fails.
+
 The operations of a transaction are posted in processor/ledger/postings.py. Why this module is
-longer than ~400 lines: it is the one place with a handler for each of the sixteen request
+longer than ~400 lines: it is the one place with a handler for each of the twenty request
 types (each ~10-20 lines, on the batch's one working state); split across modules they would
 need mixins sharing that state, which hides more than it shows.
 """
@@ -27,18 +32,19 @@ from datetime import datetime
 from typing import Final, TypeVar
 
 from schemas.ids import derive_transaction_id
-from processor.ledger.state_keys import created_asset_id, opened_wallet_id
+from processor.ledger.state_keys import created_asset_id, opened_wallet_id, operation_wallet_ids, resolved_operations
 from schemas.requests import request_project_id
-from processor.ledger.postings import Posting, check_postings, opposite, post_operations
+from processor.ledger.postings import Context, Posted, Posting, check_postings, opposite, post_operations
 from processor.ledger.rejection import Rejected, reject
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
-from processor.ledger.state import Asset, Customer, LedgerState, Project, TransactionKey, Wallet, WalletKey
+from processor.ledger.state import Asset, Customer, Hold, HoldKey, LedgerState, Project, TransactionKey, Wallet, WalletKey
 from processor.ledger.views import (
     asset_view,
     build,
     customer_view,
     error_info,
     failed_result,
+    hold_view,
     project_view,
     wallet_view,
 )
@@ -53,6 +59,12 @@ from schemas.requests import (
     CustomerResume,
     CustomerSuspend,
     CustomerUpsert,
+    HOLD_OPERATIONS,
+    Capture,
+    HoldCapture,
+    HoldCreate,
+    HoldExpire,
+    HoldVoid,
     ProjectCreate,
     ProjectRename,
     RequestModel,
@@ -60,13 +72,15 @@ from schemas.requests import (
     Operation,
     TransactionReverse,
     TransactionRun,
+    Transfer,
+    Void,
     WalletOpen,
     WalletRename,
     WalletSetDescription,
     WalletSetStatus,
 )
 from schemas.results import EntryView, ErrorInfo, Result, TransactionView
-from schemas.states import CustomerStatus, Status, WalletStatus
+from schemas.states import CustomerStatus, HoldStatus, Status, WalletStatus
 
 __all__ = ["apply_batch"]
 
@@ -79,32 +93,49 @@ _NO_VIEWS: Final[dict[str, None]] = {
     "wallet": None,
     "wallets": None,
     "transaction": None,
+    "hold": None,
     "original": None,
 }
 
 
-def apply_batch(*, requests: Sequence[RequestModel], state: LedgerState, now: datetime) -> BatchOutcome:
-    """Apply ``requests`` in order to ``state`` (not mutated) and return the outcome."""
-    return _Batch(state=state, now=now).run(requests)
+def apply_batch(
+    *, requests: Sequence[RequestModel], state: LedgerState, now: datetime, log_times: Sequence[datetime | None] | None = None
+) -> BatchOutcome:
+    """Apply ``requests`` in order to ``state`` (not mutated) and return the outcome.
+
+    ``log_times``: each request's time in the log (its record's LogAppendTime), which decides
+    hold expiry; None (or a None in it) where there is none: ``now`` then."""
+    assert log_times is None or len(log_times) == len(requests), "one log time per request"
+    return _Batch(state=state, now=now).run(requests, log_times)
 
 
 class _Batch:
     def __init__(self, *, state: LedgerState, now: datetime) -> None:
         self.state = state
         self.now = now
+        self.log_time = now  # the current request's
         self.work = WorkingState(state)
         self.outcome = BatchOutcome()
         # Transactions reversed by this batch (the loaded `reversed_by` predates it).
         self._reversed: dict[TransactionKey, str] = {}
+        # The holds of each wallet (loaded or made by this batch), for expiry.
+        self._holds_of: dict[WalletKey, list[HoldKey]] = {}
+        for hold in state.holds.values():
+            self._holds_of.setdefault(hold.wallet_key, []).append(hold.key)
 
     # --- driver -------------------------------------------------------------------------
 
-    def run(self, requests: Sequence[RequestModel]) -> BatchOutcome:
+    def run(self, requests: Sequence[RequestModel], log_times: Sequence[datetime | None] | None) -> BatchOutcome:
         outcome = self.outcome
         for index, request in enumerate(requests):
-            mark = (len(outcome.transactions), len(outcome.entries), len(outcome.references))
+            self.log_time = (log_times[index] if log_times is not None else None) or self.now
             self.work.begin()
+            mark = self._mark()
             try:
+                if self.work.holds:  # none loaded or made: nothing can expire
+                    self._expire_due_holds(request)
+                    self.work.begin()  # the expiry stays even if the request fails
+                    mark = self._mark()
                 result = self._apply_one(request)
             except Exception as exc:  # noqa: BLE001 - one bad request must not stop the batch
                 self.work.rollback()
@@ -116,6 +147,10 @@ class _Batch:
             outcome.results.append(result)
         self._collect_changes()
         return outcome
+
+    def _mark(self) -> tuple[int, int, int]:
+        outcome = self.outcome
+        return (len(outcome.transactions), len(outcome.entries), len(outcome.references))
 
     def _internal_error(self, request: RequestModel, exc: Exception) -> Result:
         try:
@@ -166,6 +201,10 @@ class _Batch:
                 error=error_info(rejected.code, rejected.message, rejected.operation_index),
                 processed_at=self.now,
             )
+        if request.type == "hold.expire":
+            # Spends nothing: a sweep may come any number of times (early, twice, after a
+            # capture), and each is answered from the hold's state, which the log decides.
+            return result
         self.work.spend_reference(reference_key, result)
         self.outcome.references.append(
             ReferenceRecord(
@@ -198,6 +237,8 @@ class _Batch:
         )
         outcome.wallets_upserted, deleted_wallets = work.changed(work.wallets, base.wallets)
         assert not deleted_wallets, "WALLETS_NEVER_DELETED"
+        outcome.holds_upserted, deleted_holds = work.changed(work.holds, base.holds)
+        assert not deleted_holds, "HOLDS_NEVER_DELETED"
 
     # --- lookups ------------------------------------------------------------------------
 
@@ -350,6 +391,8 @@ class _Batch:
             return self._completed(request, project_id, wallet=self._wallet_view(wallet))
         if wallet.status == WalletStatus.Closed:
             reject(ErrorCode.WalletClosed, f"wallet {wallet.wallet_id!r} is closed; Closed is final")
+        if target == WalletStatus.Closed and wallet.held != 0:
+            reject(ErrorCode.WalletHasActiveHolds, f"wallet {wallet.wallet_id!r} has {self._wallet_view(wallet).held} held by Active holds: capture or void them first")
         if target == WalletStatus.Closed and wallet.balance != 0:
             reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} still holds {self._wallet_view(wallet).balance}: only an empty wallet can be closed")
         if target == WalletStatus.Open and wallet.customer_id is not None:
@@ -375,7 +418,8 @@ class _Batch:
     # --- transactions -------------------------------------------------------------------
 
     def transaction_run(self, request: TransactionRun, project_id: str) -> Result:
-        return self._run_operations(request, project_id, request.operations, reverses=None)
+        operations = resolved_operations(request.operations, project_id=project_id, reference_id=request.reference_id)
+        return self._run_operations(request, project_id, operations, reverses=None)
 
     def transaction_reverse(self, request: TransactionReverse, project_id: str) -> Result:
         """The opposite of each operation of a Completed transaction, in reverse order, as one new
@@ -388,6 +432,8 @@ class _Batch:
             reject(ErrorCode.TransactionNotReversible, f"transaction {named!r} is a reversal (of {original.reverses!r}); run a new transaction to redo what it undid")
         if original.status is not Status.Completed:
             reject(ErrorCode.TransactionNotReversible, f"transaction {named!r} failed: nothing of it was applied")
+        if any(isinstance(operation, HOLD_OPERATIONS) for operation in original.operations):
+            reject(ErrorCode.TransactionNotReversible, f"transaction {named!r} has hold operations: void or capture the hold instead")
         reversed_by = self._reversed.get(original.key) or original.reversed_by
         if reversed_by is not None:
             reject(ErrorCode.TransactionAlreadyReversed, f"transaction {named!r} was reversed by transaction {reversed_by!r}")
@@ -397,24 +443,48 @@ class _Batch:
             self._reversed[original.key] = result.transaction.transaction_id
         return result
 
-    def _run_operations(self, request: TransactionRun | TransactionReverse, project_id: str, operations: list[Operation], *, reverses: str | None) -> Result:
-        transaction_id = derive_transaction_id(project_id=project_id, reference_id=request.reference_id)
-        wallets = self.work.wallets
-        record = functools.partial(self._record_transaction, request, project_id, transaction_id, operations=operations, reverses=reverses)
-        try:
-            balances, postings = post_operations(operations, project_id, wallets=wallets, assets=self.work.assets)
-        except Rejected as rejected:
-            error = error_info(rejected.code, rejected.message, rejected.operation_index)
-            view = record(status=Status.Failed, entries=[], error=error)
+    def _run_operations(self, request: TransactionRun | TransactionReverse | HoldCreate | HoldCapture | HoldVoid, project_id: str, operations: list[Operation], *, reverses: str | None) -> Result:
+        view, posted = self._transaction(
+            project_id=project_id, reference_id=request.reference_id, description=request.description or "", operations=operations, reverses=reverses
+        )
+        if posted is None:
+            assert view.error is not None
             return failed_result(
-                reference_id=request.reference_id, project_id=project_id, request_type=request.type, error=error, processed_at=self.now, transaction=view
+                reference_id=request.reference_id, project_id=project_id, request_type=request.type, error=view.error, processed_at=self.now, transaction=view
             )
+        if isinstance(request, TransactionRun | TransactionReverse):
+            return self._completed(request, project_id, transaction=view)
+        (hold,) = posted.holds.values()  # a hold.* request is one hold operation
+        return self._completed(request, project_id, transaction=view, hold=self._hold_view(hold))
+
+    def _transaction(
+        self, *, project_id: str, reference_id: str, description: str, operations: list[Operation], reverses: str | None, expiring: bool = False
+    ) -> tuple[TransactionView, Posted | None]:
+        """Post the operations as one transaction and record it: Completed with what it posted,
+        or Failed (None) naming the first operation that could not be applied."""
+        transaction_id = derive_transaction_id(project_id=project_id, reference_id=reference_id)
+        wallets = self.work.wallets
+        record = functools.partial(
+            self._record_transaction, project_id, transaction_id, reference_id=reference_id, description=description, operations=operations, reverses=reverses
+        )
+        context = Context(
+            project_id=project_id, transaction_id=transaction_id, wallets=wallets, assets=self.work.assets, holds=self.work.holds,
+            log_time=self.log_time, now=self.now, expiring=expiring,
+        )  # fmt: skip
+        try:
+            posted = post_operations(operations, context)
+        except Rejected as rejected:
+            return record(status=Status.Failed, entries=[], error=error_info(rejected.code, rejected.message, rejected.operation_index)), None
         if __debug__:
-            check_postings(before={key: wallets[key].balance for key in balances}, balances=balances, postings=postings)
-        for key, balance in balances.items():
-            self.work.put_wallet(_with_balance(wallets[key], balance))
-        entry_views = self._record_entries(project_id, transaction_id, postings)
-        return self._completed(request, project_id, transaction=record(status=Status.Completed, entries=entry_views, error=None))
+            check_postings(before=wallets, posted=posted)
+        for key, balance in posted.balances.items():
+            self.work.put_wallet(_with_amounts(wallets[key], balance=balance, held=posted.held[key]))
+        for hold in posted.holds.values():
+            if hold.key not in self.work.holds:
+                self._holds_of.setdefault(hold.wallet_key, []).append(hold.key)
+            self.work.put_hold(hold)
+        entry_views = self._record_entries(project_id, transaction_id, posted.postings)
+        return record(status=Status.Completed, entries=entry_views, error=None), posted
 
     def _record_entries(self, project_id: str, transaction_id: str, postings: list[Posting]) -> list[EntryView]:
         """Each posting as an entry row, and as the entry view of the result."""
@@ -423,7 +493,7 @@ class _Batch:
         entry_records = self.outcome.entries
         entry_views: list[EntryView] = []
         fractions_of: dict[WalletKey, int] = {}
-        for key, index, kind, amount, after in postings:
+        for key, index, kind, amount, after, held in postings:
             wallet_id = key[1]
             entry_records.append(
                 EntryRecord(
@@ -435,6 +505,7 @@ class _Batch:
                     amount=amount,
                     balance_after=after,
                     created_at=now,
+                    available_after=after - held,
                 )
             )
             fractions = fractions_of.get(key)
@@ -448,16 +519,18 @@ class _Batch:
                     type=kind,
                     amount=format_minor_units(amount, fractions=fractions),
                     balance_after=format_minor_units(after, fractions=fractions),
+                    available_after=format_minor_units(after - held, fractions=fractions),
                 )
             )
         return entry_views
 
     def _record_transaction(
         self,
-        request: TransactionRun | TransactionReverse,
         project_id: str,
         transaction_id: str,
         *,
+        reference_id: str,
+        description: str,
         operations: list[Operation],
         reverses: str | None,
         status: Status,
@@ -465,12 +538,11 @@ class _Batch:
         error: ErrorInfo | None,
     ) -> TransactionView:
         """Record a transaction that reached the ledger (Completed or Failed); return its view."""
-        description = request.description or ""
         self.outcome.transactions.append(
             TransactionRecord(
                 project_id=project_id,
                 transaction_id=transaction_id,
-                reference_id=request.reference_id,
+                reference_id=reference_id,
                 description=description,
                 status=status,
                 operations=operations,
@@ -483,7 +555,7 @@ class _Batch:
             TransactionView,
             project_id=project_id,
             transaction_id=transaction_id,
-            reference_id=request.reference_id,
+            reference_id=reference_id,
             description=description,
             status=status,
             operations=operations,
@@ -493,6 +565,76 @@ class _Batch:
             reverses=reverses,
             reversed_by=None,
         )
+
+    # --- holds --------------------------------------------------------------------------
+
+    def _hold_view(self, hold: Hold) -> object:
+        return hold_view(hold, fractions=self._fractions_of(self.work.wallets[hold.wallet_key]))
+
+    def hold_create(self, request: HoldCreate, project_id: str) -> Result:
+        (operation,) = resolved_operations([request.operation(hold_id=request.hold_id)], project_id=project_id, reference_id=request.reference_id)  # type: ignore[arg-type]
+        return self._run_operations(request, project_id, [operation], reverses=None)
+
+    def hold_capture(self, request: HoldCapture, project_id: str) -> Result:
+        return self._run_operations(request, project_id, [Capture(type="Capture", hold_id=request.hold_id, amount=request.amount)], reverses=None)
+
+    def hold_void(self, request: HoldVoid, project_id: str) -> Result:
+        return self._run_operations(request, project_id, [Void(type="Void", hold_id=request.hold_id)], reverses=None)
+
+    def hold_expire(self, request: HoldExpire, project_id: str) -> Result:
+        """Answers for the expiry that `_expire_due_holds` already applied before this request
+        (or an earlier one did): Completed once the hold is Expired."""
+        hold = _existing(self.work.holds, project_id, request.hold_id, ErrorCode.HoldNotFound, "hold")
+        if hold.status is HoldStatus.Active:
+            due = "has no expiry" if hold.expires_at is None else f"expires at {hold.expires_at.isoformat()}"
+            reject(ErrorCode.HoldNotExpired, f"hold {hold.hold_id!r} {due}; this request's log time is {self.log_time.isoformat()}")
+        if hold.status is not HoldStatus.Expired:
+            reject(ErrorCode.HoldNotActive, f"hold {hold.hold_id!r} is {hold.status} (by transaction {hold.finished_by!r})")
+        return self._completed(request, project_id, hold=self._hold_view(hold))
+
+    def _expire_due_holds(self, request: RequestModel) -> None:
+        """Release every Active hold of the request's wallets whose expiry is at or before the
+        request's log time, each as its own transaction `~expire/{hold_id}` (a Void that ends
+        the hold Expired), in the order of their expiry."""
+        project_id = request_project_id(request)
+        holds, wallets, log_time = self.work.holds, self.work.wallets, self.log_time
+        due: list[Hold] = []
+        for wallet_key in self._touched_wallets(request, project_id):
+            wallet = wallets.get(wallet_key)
+            if wallet is None or wallet.held == 0:
+                continue
+            for key in self._holds_of.get(wallet_key, ()):
+                hold = holds.get(key)
+                if hold is not None and hold.status is HoldStatus.Active and hold.expires_at is not None and hold.expires_at <= log_time:
+                    due.append(hold)
+        for hold in sorted(due, key=lambda h: (h.expires_at, h.hold_id)):
+            expiry = HoldExpire.of(project_id=project_id, hold_id=hold.hold_id)
+            description = f"hold {hold.hold_id!r} expired at {hold.expires_at.isoformat()}"  # type: ignore[union-attr]
+            view, posted = self._transaction(
+                project_id=project_id, reference_id=expiry.reference_id, description=description,
+                operations=[Void(type="Void", hold_id=hold.hold_id)], reverses=None, expiring=True,
+            )  # fmt: skip
+            assert posted is not None, f"HOLD_EXPIRES: {view.error}"
+
+    def _touched_wallets(self, request: RequestModel, project_id: str) -> list[WalletKey]:
+        """The wallets a request moves value in or out of, or whose status it sets."""
+        holds = self.work.holds
+        ids: list[str] = []
+        match request:
+            case TransactionRun():
+                ids += operation_wallet_ids(request.operations)
+                for operation in request.operations:
+                    if isinstance(operation, Capture | Void) and (hold := holds.get((project_id, operation.hold_id))) is not None:
+                        ids.append(hold.wallet_id)
+            case TransactionReverse():
+                original = self.state.transactions.get((project_id, request.transaction_id))
+                ids += () if original is None else operation_wallet_ids(original.operations)
+            case HoldCreate() | WalletSetStatus():
+                ids.append(request.wallet_id)
+            case HoldCapture() | HoldVoid() | HoldExpire():
+                hold = holds.get((project_id, request.hold_id))
+                ids += () if hold is None else (hold.wallet_id,)
+        return [(project_id, wallet_id) for wallet_id in ids]
 
 
 def _existing(found: Mapping[tuple[str, str], T], project_id: str, entity_id: str, code: ErrorCode, kind: str) -> T:
@@ -509,8 +651,8 @@ def _absent(found: Mapping[tuple[str, str], object], project_id: str, entity_id:
         reject(code, f"{kind} {entity_id!r} already exists")
 
 
-def _with_balance(wallet: Wallet, balance: int) -> Wallet:
-    """``replace(wallet, balance=balance)`` without its introspection (hot path)."""
+def _with_amounts(wallet: Wallet, *, balance: int, held: int) -> Wallet:
+    """``replace(wallet, balance=balance, held=held)`` without its introspection (hot path)."""
     return Wallet(
         project_id=wallet.project_id,
         wallet_id=wallet.wallet_id,
@@ -521,6 +663,7 @@ def _with_balance(wallet: Wallet, balance: int) -> Wallet:
         status=wallet.status,
         balance=balance,
         created_at=wallet.created_at,
+        held=held,
     )
 
 
@@ -541,4 +684,8 @@ _HANDLERS: Final[dict[str, Callable[[_Batch, RequestModel, str], Result]]] = {
     "wallet.set_description": _Batch.wallet_set_description,
     "transaction.run": _Batch.transaction_run,
     "transaction.reverse": _Batch.transaction_reverse,
+    "hold.create": _Batch.hold_create,
+    "hold.capture": _Batch.hold_capture,
+    "hold.void": _Batch.hold_void,
+    "hold.expire": _Batch.hold_expire,
 }  # type: ignore[dict-item]

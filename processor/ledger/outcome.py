@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from processor.ledger.state import Asset, AssetKey, Customer, CustomerKey, Project, Wallet
+from processor.ledger.state import Asset, AssetKey, Customer, CustomerKey, Hold, Project, Wallet
 from schemas.requests import Operation
 from schemas.results import ErrorInfo, Result
 from schemas.states import EntryType, Status
@@ -36,6 +36,7 @@ class EntryRecord:
     amount: int  # > 0
     balance_after: int
     created_at: datetime
+    available_after: int  # balance_after minus what Active holds reserve after the entry
 
 
 @dataclass(slots=True, kw_only=True)
@@ -64,6 +65,7 @@ class BatchOutcome:
     customers_upserted: list[Customer] = field(default_factory=list)
     customers_deleted: list[CustomerKey] = field(default_factory=list)
     wallets_upserted: list[Wallet] = field(default_factory=list)
+    holds_upserted: list[Hold] = field(default_factory=list)
     transactions: list[TransactionRecord] = field(default_factory=list)
     entries: list[EntryRecord] = field(default_factory=list)
     references: list[ReferenceRecord] = field(default_factory=list)

@@ -14,13 +14,14 @@ from typing import TypeAlias
 
 from schemas.requests import Operation
 from schemas.results import Result
-from schemas.states import CustomerStatus, Status, WalletStatus
+from schemas.states import CustomerStatus, HoldStatus, Status, WalletStatus
 
 AssetKey: TypeAlias = tuple[str, str]  # (project_id, asset_id)
 CustomerKey: TypeAlias = tuple[str, str]  # (project_id, customer_id)
 WalletKey: TypeAlias = tuple[str, str]  # (project_id, wallet_id)
 ReferenceKey: TypeAlias = tuple[str, str]  # (project_id, reference_id)
 TransactionKey: TypeAlias = tuple[str, str]  # (project_id, transaction_id)
+HoldKey: TypeAlias = tuple[str, str]  # (project_id, hold_id)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -70,9 +71,36 @@ class Wallet:
     status: WalletStatus
     balance: int  # minor units, 0 <= balance <= MAX_BALANCE_MINOR
     created_at: datetime
+    held: int = 0  # minor units reserved by Active holds: 0 <= held <= balance (AVAILABLE_NOT_NEGATIVE)
 
     @property
     def key(self) -> WalletKey:
+        return (self.project_id, self.wallet_id)
+
+
+@dataclass(slots=True, frozen=True, kw_only=True)
+class Hold:
+    """An amount of one wallet reserved until it is captured, voided or expires."""
+
+    project_id: str
+    hold_id: str
+    wallet_id: str
+    to_wallet_id: str | None  # None: a capture redeems
+    amount: int  # minor units, > 0
+    captured: int | None  # minor units moved by the capture (Captured only)
+    status: HoldStatus
+    expires_at: datetime | None
+    created_by: str  # transaction IDs
+    finished_by: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+    @property
+    def key(self) -> HoldKey:
+        return (self.project_id, self.hold_id)
+
+    @property
+    def wallet_key(self) -> WalletKey:
         return (self.project_id, self.wallet_id)
 
 
@@ -107,3 +135,6 @@ class LedgerState:
     references: dict[ReferenceKey, Result] = field(default_factory=dict)
     # Transactions a reversal names (StateKeys.transaction_keys).
     transactions: dict[TransactionKey, StoredTransaction] = field(default_factory=dict)
+    # The holds named by the batch (StateKeys.hold_keys), and every Active hold of each loaded
+    # wallet with held > 0 (loader rule 8).
+    holds: dict[HoldKey, Hold] = field(default_factory=dict)

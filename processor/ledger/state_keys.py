@@ -18,9 +18,15 @@ Loader contract (what ``processor.storage`` must put in ``LedgerState`` for a ba
    Completed transaction that reversed it, if any), AND every wallet its operations touch
    (locked like every loaded wallet, with their assets by rule 2): a reversal moves value
    between the original's wallets, which its request does not name.
+8. ``holds``: every existing hold in ``hold_keys`` (any status) AND its wallet and destination
+   wallet (locked like every loaded wallet); AND every Active hold of every loaded wallet whose
+   ``held`` is above zero (read after the wallet locks: the wallet lock serialises every change
+   to its holds). The engine expires due holds of the wallets a request touches, and a Capture
+   or Void moves value in wallets its request does not name.
 
 Locks (SELECT ... FOR UPDATE, in sorted key order, one statement per table, in the order
-projects -> assets -> customers -> transactions -> wallets): every loaded wallet (always),
+projects -> assets -> customers -> transactions -> holds (read only) -> wallets): every loaded
+wallet (always),
 the transactions in ``transaction_keys``, the assets in ``locked_asset_keys``, the customers
 in ``locked_customer_keys`` and the projects in ``locked_project_ids``. Rows loaded only by
 the joins of rules 2 and 3 need no lock: an asset's ``fractions`` never changes and an
@@ -34,8 +40,8 @@ engine derives them, so the loader can tell whether they already exist.
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from schemas.ids import derive_entity_id
-from processor.ledger.state import AssetKey, CustomerKey, ReferenceKey, TransactionKey, WalletKey
+from schemas.ids import derive_entity_id, derive_hold_id
+from processor.ledger.state import AssetKey, CustomerKey, HoldKey, ReferenceKey, TransactionKey, WalletKey
 from schemas.requests import (
     AssetCreate,
     AssetDelete,
@@ -44,6 +50,12 @@ from schemas.requests import (
     CustomerResume,
     CustomerSuspend,
     CustomerUpsert,
+    Capture,
+    Hold,
+    HoldCapture,
+    HoldCreate,
+    HoldExpire,
+    HoldVoid,
     Issue,
     Operation,
     ProjectCreate,
@@ -54,6 +66,7 @@ from schemas.requests import (
     TransactionReverse,
     TransactionRun,
     Transfer,
+    Void,
     WalletOpen,
     WalletRename,
     WalletSetDescription,
@@ -77,6 +90,7 @@ class StateKeys:
     locked_customer_keys: tuple[CustomerKey, ...]
     wallet_owners: bool = True  # load the owner of every loaded customer wallet (rule 3)
     transaction_keys: tuple[TransactionKey, ...] = ()  # rule 7: transactions a reversal names
+    hold_keys: tuple[HoldKey, ...] = ()  # rule 8: holds a request names or creates
 
 
 def created_asset_id(request: AssetCreate) -> str:
@@ -91,15 +105,41 @@ def opened_wallet_id(request: WalletOpen | SystemWalletOpen) -> str:
     return derive_entity_id(kind="wallet", project_id=request.project_id, reference_id=request.reference_id)
 
 
+def resolved_operations(operations: list[Operation], *, project_id: str, reference_id: str) -> list[Operation]:
+    """The operations as recorded: each Hold without a hold_id gets the one derived from the
+    reference ID and its index (`schemas.ids.derive_hold_id`), so the record names its holds."""
+    if not any(type(operation) is Hold and operation.hold_id is None for operation in operations):
+        return operations  # the common case: nothing to resolve, nothing copied
+    return [
+        operation.model_copy(update={"hold_id": derive_hold_id(project_id=project_id, reference_id=reference_id, operation_index=index)})
+        if type(operation) is Hold and operation.hold_id is None
+        else operation
+        for index, operation in enumerate(operations)
+    ]
+
+
 def operation_wallet_ids(operations: Iterable[Operation]) -> Iterable[str]:
-    """Every wallet the operations touch (repeats included), in operation order."""
+    """Every wallet the operations name (repeats included), in operation order. A Capture or
+    Void names a hold, whose wallets are found when the hold is loaded (rule 8)."""
     for operation in operations:
         if isinstance(operation, Transfer):
             yield operation.from_wallet_id
             yield operation.to_wallet_id
-        else:
-            assert isinstance(operation, Issue | Redeem)
+        elif isinstance(operation, Hold):
             yield operation.wallet_id
+            if operation.to_wallet_id is not None:
+                yield operation.to_wallet_id
+        elif isinstance(operation, Issue | Redeem):
+            yield operation.wallet_id
+
+
+def operation_hold_ids(operations: list[Operation], *, project_id: str, reference_id: str) -> Iterable[str]:
+    """Every hold the operations name or create (a new one must be checked to be new)."""
+    if not any(isinstance(operation, Hold | Capture | Void) for operation in operations):
+        return
+    for operation in resolved_operations(operations, project_id=project_id, reference_id=reference_id):
+        if isinstance(operation, Hold | Capture | Void):
+            yield operation.hold_id  # type: ignore[misc]
 
 
 def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
@@ -114,6 +154,7 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
     locked_customers: set[CustomerKey] = set()
     wallet_owners = False
     transactions: set[TransactionKey] = set()
+    holds: set[HoldKey] = set()
 
     for request in requests:
         project_id = request_project_id(request)
@@ -122,8 +163,14 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         match request:
             case TransactionRun():
                 wallets.update((project_id, w) for w in operation_wallet_ids(request.operations))
+                holds.update((project_id, h) for h in operation_hold_ids(request.operations, project_id=project_id, reference_id=request.reference_id))
             case TransactionReverse():
                 transactions.add((project_id, request.transaction_id))
+            case HoldCreate():
+                wallets.update((project_id, w) for w in (request.wallet_id, request.to_wallet_id) if w is not None)
+                holds.add((project_id, request.hold_id or derive_hold_id(project_id=project_id, reference_id=request.reference_id, operation_index=0)))
+            case HoldCapture() | HoldVoid() | HoldExpire():
+                holds.add((project_id, request.hold_id))
             case WalletSetStatus():
                 wallets.add((project_id, request.wallet_id))
                 wallet_owners = True
@@ -164,4 +211,5 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
         locked_customer_keys=tuple(sorted(locked_customers)),
         wallet_owners=wallet_owners,
         transaction_keys=tuple(sorted(transactions)),
+        hold_keys=tuple(sorted(holds)),
     )

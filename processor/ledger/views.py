@@ -4,7 +4,7 @@ construction, so re-validating it on the hot path would only cost time."""
 from datetime import datetime
 from typing import Any, TypeVar
 
-from processor.ledger.state import Asset, Customer, Project, Wallet
+from processor.ledger.state import Asset, Customer, Hold, Project, Wallet
 from schemas.amounts import format_minor_units
 from schemas.errors import ErrorCode
 from schemas.results import (
@@ -12,6 +12,7 @@ from schemas.results import (
     CustomerView,
     EntryView,
     ErrorInfo,
+    HoldView,
     ProjectView,
     Result,
     Status,
@@ -23,7 +24,7 @@ M = TypeVar("M")
 
 _FIELD_COUNT: dict[type, int] = {
     model: len(model.model_fields)
-    for model in (AssetView, CustomerView, EntryView, ErrorInfo, ProjectView, Result, TransactionView, WalletView)
+    for model in (AssetView, CustomerView, EntryView, ErrorInfo, HoldView, ProjectView, Result, TransactionView, WalletView)
 }
 _new = object.__new__
 _set = object.__setattr__
@@ -87,6 +88,26 @@ def wallet_view(wallet: Wallet, *, fractions: int) -> WalletView:
         status=wallet.status,
         balance=format_minor_units(wallet.balance, fractions=fractions),
         created_at=wallet.created_at,
+        held=format_minor_units(wallet.held, fractions=fractions),
+        available=format_minor_units(wallet.balance - wallet.held, fractions=fractions),
+    )
+
+
+def hold_view(hold: Hold, *, fractions: int) -> HoldView:
+    return build(
+        HoldView,
+        project_id=hold.project_id,
+        hold_id=hold.hold_id,
+        wallet_id=hold.wallet_id,
+        to_wallet_id=hold.to_wallet_id,
+        amount=format_minor_units(hold.amount, fractions=fractions),
+        captured=None if hold.captured is None else format_minor_units(hold.captured, fractions=fractions),
+        status=hold.status,
+        expires_at=hold.expires_at,
+        created_by=hold.created_by,
+        finished_by=hold.finished_by,
+        created_at=hold.created_at,
+        finished_at=hold.finished_at,
     )
 
 
@@ -118,5 +139,6 @@ def failed_result(
         wallet=None,
         wallets=None,
         transaction=transaction,
+        hold=None,
         original=original,
     )

@@ -12,6 +12,8 @@ from processor.ledger.state import (
     AssetKey,
     Customer,
     CustomerKey,
+    Hold,
+    HoldKey,
     LedgerState,
     Project,
     ReferenceKey,
@@ -32,6 +34,7 @@ class WorkingState:
         "wallets",
         "customer_wallets",
         "references",
+        "holds",
         "touched",
         "_undo",
     )
@@ -44,9 +47,10 @@ class WorkingState:
         self.wallets: dict[WalletKey, Wallet] = dict(base.wallets)
         self.customer_wallets: dict[CustomerKey, list[WalletKey]] = dict(base.customer_wallets)
         self.references: dict[ReferenceKey, Result] = dict(base.references)
+        self.holds: dict[HoldKey, Hold] = dict(base.holds)
         # Per table (by id of the working dict): keys changed at least once, in order.
         self.touched: dict[int, dict[Any, None]] = {
-            id(table): {} for table in (self.projects, self.assets, self.customers, self.wallets)
+            id(table): {} for table in (self.projects, self.assets, self.customers, self.wallets, self.holds)
         }
         self._undo: list[tuple[dict[Any, Any], Any, object]] = []
 
@@ -89,6 +93,9 @@ class WorkingState:
 
     def put_wallet(self, wallet: Wallet) -> None:
         self._put(self.wallets, wallet.key, wallet)
+
+    def put_hold(self, hold: Hold) -> None:
+        self._put(self.holds, hold.key, hold)
 
     def add_customer_wallet(self, customer: CustomerKey, wallet: WalletKey) -> None:
         """Keep a loaded customer's wallet list current (unloaded lists are not needed)."""

@@ -10,6 +10,7 @@ from processor.ledger import (
     BatchOutcome,
     Customer,
     EntryRecord,
+    Hold,
     LedgerState,
     Project,
     TransactionRecord,
@@ -41,6 +42,7 @@ class MemoryStore:
     references: dict[tuple[str, str], Result] = field(default_factory=dict)
     transactions: dict[tuple[str, str], TransactionRecord] = field(default_factory=dict)
     entries: list[EntryRecord] = field(default_factory=list)
+    holds: dict[tuple[str, str], Hold] = field(default_factory=dict)
     clock: datetime = T0
 
     def load(self, requests: list[RequestModel]) -> LedgerState:
@@ -74,6 +76,18 @@ class MemoryStore:
             for wallet_id in operation_wallet_ids(record.operations):
                 if (key[0], wallet_id) in self.wallets:
                     state.wallets[(key[0], wallet_id)] = self.wallets[(key[0], wallet_id)]
+        for key in keys.hold_keys:  # rule 8: the named holds and their wallets
+            hold = self.holds.get(key)
+            if hold is None:
+                continue
+            state.holds[key] = hold
+            for wallet_id in (hold.wallet_id, hold.to_wallet_id):
+                if wallet_id is not None:
+                    state.wallets[(key[0], wallet_id)] = self.wallets[(key[0], wallet_id)]
+        for hold in self.holds.values():  # ... and the Active holds of every loaded wallet with held > 0
+            wallet = state.wallets.get(hold.wallet_key)
+            if wallet is not None and wallet.held > 0 and hold.status == "Active":
+                state.holds[hold.key] = hold
         for wallet in list(state.wallets.values()):  # joins: each wallet's asset and owner
             state.assets[(wallet.project_id, wallet.asset_id)] = self.assets[(wallet.project_id, wallet.asset_id)]
             if wallet.customer_id is not None and keys.wallet_owners:
@@ -114,15 +128,17 @@ class MemoryStore:
             assert key not in self.transactions, "transaction IDs are unique"
             self.transactions[key] = tx
         self.entries.extend(outcome.entries)
+        for hold in outcome.holds_upserted:
+            self.holds[hold.key] = hold
         for ref in outcome.references:
             key = (ref.project_id, ref.reference_id)
             assert key not in self.references, "a reference is spent once"
             self.references[key] = ref.result
 
-    def run(self, requests: list[RequestModel]) -> list[Result]:
+    def run(self, requests: list[RequestModel], *, log_times: list[datetime | None] | None = None) -> list[Result]:
         self.clock += timedelta(seconds=1)
         state = self.load(requests)
-        outcome = apply_batch(requests=requests, state=state, now=self.clock)
+        outcome = apply_batch(requests=requests, state=state, now=self.clock, log_times=log_times)
         assert len(outcome.results) == len(requests)
         self.write(outcome)
         return outcome.results

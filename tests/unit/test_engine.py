@@ -1,6 +1,6 @@
 """The ledger engine, example by example: the seeds' W1/W2 case and every error code."""
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -486,14 +486,14 @@ def test_state_keys() -> None:
 def test_hot_path_wallet_copy_keeps_every_field() -> None:
     from dataclasses import fields, replace
 
-    from processor.ledger.engine import _with_balance
+    from processor.ledger.engine import _with_amounts
 
     wallet = Wallet(
         project_id="p", wallet_id="w", asset_id="a", customer_id="c", name="n", description="d",
         status=WalletStatus.Suspended, balance=3, created_at=datetime(2030, 1, 1, tzinfo=UTC),
     )
-    assert _with_balance(wallet, 9) == replace(wallet, balance=9)
-    assert len(fields(Wallet)) == 9  # a new field must be added to _with_balance too
+    assert _with_amounts(wallet, balance=9, held=4) == replace(wallet, balance=9, held=4)
+    assert len(fields(Wallet)) == 10  # a new field must be added to _with_amounts too
 
 
 # --- reversals (docs/holds-and-reversals.md) ----------------------------------------------------
@@ -544,3 +544,122 @@ def test_a_reversal_that_cannot_apply_fails_and_leaves_the_original_reversible(l
     ok(ledger.tx(issue("W2", 3)))
     ok(reverse(ledger, tid))
     assert (ledger.balance("W1"), ledger.balance("W2")) == (0, 0)
+
+
+# --- holds (docs/holds-and-reversals.md) --------------------------------------------------------
+
+LATER = datetime(2025, 1, 1, 0, 10, tzinfo=UTC)  # after every batch clock of these tests (T0 + seconds)
+
+
+def hold(wallet: str, amount: Any, **fields: Any) -> dict[str, Any]:
+    return {"type": "Hold", "wallet_id": wallet, "amount": amount, **fields}
+
+
+def held(ledger: Ledger, wallet: str) -> int:
+    return ledger.store.wallets[(P, wallet)].held
+
+
+def test_a_hold_reserves_available_not_balance_and_a_capture_moves_part_and_releases_the_rest(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U1", "10.00")))
+    created = ok(ledger("hold.create", hold_id="h1", wallet_id="U1", to_wallet_id="U2", amount="6.00"))
+    assert created.hold is not None and (created.hold.status, created.hold.amount) == ("Active", "6.00")
+    assert (ledger.balance("U1"), held(ledger, "U1")) == (1000, 600)
+    wallet = ok(ledger("wallet.rename", wallet_id="U1", name="x")).wallet
+    assert wallet is not None and (wallet.balance, wallet.held, wallet.available) == ("10.00", "6.00", "4.00")
+    failed(ledger.tx(transfer("U1", "U2", "4.01")), ErrorCode.InsufficientFunds, 0)  # available, not balance
+    failed(ledger.tx(redeem("U1", "5")), ErrorCode.InsufficientFunds, 0)
+    failed(ledger("hold.create", wallet_id="U1", amount="4.01"), ErrorCode.InsufficientFunds, 0)
+    captured = ok(ledger("hold.capture", hold_id="h1", amount="2.50"))
+    assert captured.hold is not None and (captured.hold.status, captured.hold.captured) == ("Captured", "2.50")
+    assert captured.transaction is not None
+    assert [(e.type.value, e.wallet_id, e.amount, e.balance_after, e.available_after) for e in captured.transaction.entries] == [
+        ("Release", "U1", "6.00", "10.00", "10.00"), ("Debit", "U1", "2.50", "7.50", "7.50"), ("Credit", "U2", "2.50", "2.50", "2.50"),
+    ]
+    assert (ledger.balance("U1"), held(ledger, "U1"), ledger.balance("U2")) == (750, 0, 250)
+
+
+def test_hold_edge_cases(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U1", "10.00")))
+    ok(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="3.00"))  # no destination: a capture redeems
+    failed(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="1.00"), ErrorCode.HoldAlreadyExists, 0)
+    failed(ledger("hold.capture", hold_id="h1", amount="3.01"), ErrorCode.HoldAmountExceeded, 0)
+    assert held(ledger, "U1") == 300  # still Active
+    failed(ledger("wallet.set_status", wallet_id="U1", status="Closed"), ErrorCode.WalletHasActiveHolds)
+    ok(ledger("wallet.set_status", wallet_id="U1", status="Suspended"))
+    failed(ledger("hold.capture", hold_id="h1"), ErrorCode.WalletNotOpen, 0)  # a suspended wallet moves no value
+    voided = ok(ledger("hold.void", hold_id="h1"))  # ... but its holds can be voided
+    assert voided.hold is not None and voided.hold.status == "Voided"
+    for again in ("hold.capture", "hold.void"):
+        message = failed(ledger(again, hold_id="h1"), ErrorCode.HoldNotActive, 0).error.message  # type: ignore[union-attr]
+        assert "Voided" in message
+    failed(ledger("hold.void", hold_id="nope"), ErrorCode.HoldNotFound, 0)
+    ok(ledger("wallet.set_status", wallet_id="U1", status="Open"))
+    ok(ledger("hold.capture", hold_id=ok(ledger("hold.create", wallet_id="U1", amount="1.00")).hold.hold_id))  # type: ignore[union-attr]
+    assert (ledger.balance("U1"), held(ledger, "U1")) == (900, 0)
+    failed(ledger("hold.create", wallet_id="U1", to_wallet_id="W1", amount="1"), ErrorCode.AssetMismatch, 0)
+    failed(ledger("hold.create", wallet_id="U1", amount="1", expires_at="2020-01-01T00:00:00Z"), ErrorCode.ValidationError, 0)
+
+
+def test_holds_in_a_transaction_are_all_or_nothing_and_such_a_transaction_is_not_reversible(ledger: Ledger) -> None:
+    result = ok(ledger.tx(issue("U1", "5.00"), hold("U1", "5.00", to_wallet_id="U2"), issue("U2", "1.00")))
+    hold_id = result.transaction.operations[1].hold_id  # type: ignore[union-attr]
+    assert hold_id is not None  # derived and recorded
+    failed(ledger.tx(issue("U1", "1.00"), hold("U1", "2.00")), ErrorCode.InsufficientFunds, 1)
+    assert (ledger.balance("U1"), held(ledger, "U1")) == (500, 500)  # the Issue did not stay either
+    failed(reverse(ledger, result.transaction.transaction_id), ErrorCode.TransactionNotReversible)  # type: ignore[union-attr]
+    both = ok(ledger.tx({"type": "Capture", "hold_id": hold_id, "amount": "1.00"}, transfer("U2", "U1", "2.00")))
+    assert both.transaction is not None and [e.type.value for e in both.transaction.entries] == ["Release", "Debit", "Credit", "Debit", "Credit"]
+    assert (ledger.balance("U1"), ledger.balance("U2"), held(ledger, "U1")) == (600, 0, 0)
+
+
+def test_a_hold_expires_by_log_time_before_the_request_that_touches_its_wallet(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U1", "10.00")))
+    expiry = "2025-01-01T00:05:00Z"
+    ok(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="8.00", expires_at=expiry))
+    early = datetime(2025, 1, 1, 0, 4, 59, tzinfo=UTC)
+    capture = req(type="hold.capture", project_id=P, reference_id="cap-early", hold_id="h1", amount="1.00")
+    sweep = req(type="hold.expire", project_id=P, reference_id="~expire/h1", hold_id="h1")
+    failed(ledger.store.run([sweep], log_times=[early])[0], ErrorCode.HoldNotExpired)
+    # The capture's record arrived after the expiry (log time): the hold is released first.
+    spend = req(type="transaction.run", project_id=P, reference_id="spend", operations=[redeem("U1", "9.00")])
+    results = ledger.store.run([capture, spend], log_times=[LATER, LATER])
+    failed(results[0], ErrorCode.HoldExpired, 0)
+    ok(results[1])
+    assert (ledger.balance("U1"), held(ledger, "U1"), ledger.store.holds[(P, "h1")].status) == (100, 0, "Expired")
+    expired = ledger.store.transactions[(P, derive_transaction_id(project_id=P, reference_id="~expire/h1"))]
+    assert (expired.status, expired.reference_id) == (Status.Completed, "~expire/h1")
+    assert [(e.entry_type, e.amount, e.available_after) for e in ledger.store.entries if e.transaction_id == expired.transaction_id] == [(EntryType.Release, 800, 1000)]
+    # The sweep that comes later answers Completed (the hold is Expired) and expires nothing twice.
+    swept = ok(ledger.store.run([req(type="hold.expire", project_id=P, reference_id="~expire/h1", hold_id="h1")], log_times=[LATER])[0])
+    assert swept.hold is not None and swept.hold.status == "Expired"
+
+
+def test_a_replay_of_the_same_log_expires_the_same_holds(ledger: Ledger) -> None:
+    import copy
+
+    ok(ledger.tx(issue("U1", "10.00")))
+    ok(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="8.00", expires_at="2025-01-01T00:05:00Z"))
+    ok(ledger("hold.create", hold_id="h2", wallet_id="U1", amount="1.00", expires_at="2025-01-01T00:07:00Z"))
+    log = [
+        req(type="transaction.run", project_id=P, reference_id=f"t{n}", operations=[redeem("U1", "2.00")]) for n in range(3)
+    ]
+    times = [datetime(2025, 1, 1, 0, minute, tzinfo=UTC) for minute in (4, 6, 8)]
+    twin = copy.deepcopy(ledger.store)
+    first = [r.model_dump() for r in ledger.store.run(log, log_times=times)]
+    twin.clock = ledger.store.clock - timedelta(seconds=1)
+    second = [r.model_dump() for r in twin.run(log, log_times=times)]
+    assert first == second
+    # t0 (minute 4) found only 1.00 available for 2.00; t1 (minute 6) after h1's expiry; t2 after h2's.
+    assert [r["status"] for r in first] == ["Failed", "Completed", "Completed"]
+    assert ledger.store.holds == twin.holds and [h.status for h in twin.holds.values()] == ["Expired", "Expired"]
+
+
+def test_an_expired_hold_lets_its_wallet_close(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U2", "1.00")))
+    ok(ledger("hold.create", hold_id="h1", wallet_id="U2", amount="1.00", expires_at="2025-01-01T00:05:00Z"))
+    close = req(type="wallet.set_status", project_id=P, reference_id="close", wallet_id="U2", status="Closed")
+    failed(ledger.store.run([close], log_times=[datetime(2025, 1, 1, 0, 4, tzinfo=UTC)])[0], ErrorCode.WalletHasActiveHolds)
+    # After the expiry the hold no longer counts: the wallet is refused only for its balance.
+    close = req(type="wallet.set_status", project_id=P, reference_id="close-2", wallet_id="U2", status="Closed")
+    failed(ledger.store.run([close], log_times=[LATER])[0], ErrorCode.WalletNotEmpty)
+    assert held(ledger, "U2") == 0
