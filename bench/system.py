@@ -88,7 +88,7 @@ async def create_topics(kafka: KafkaConnection, topics: Topics) -> None:
     try:
         await admin.create_topics(
             [
-                NewTopic(topics.requests, num_partitions=topics.partitions, replication_factor=1),
+                NewTopic(topics.requests, num_partitions=topics.partitions, replication_factor=1, topic_configs={"message.timestamp.type": "LogAppendTime"}),
                 NewTopic(topics.results, num_partitions=topics.partitions, replication_factor=1, topic_configs={"cleanup.policy": "compact"}),
                 NewTopic(topics.dlq, num_partitions=1, replication_factor=1),
             ]

@@ -157,7 +157,7 @@ def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRe
         state = uow.load_state(state_keys([d.request for d in candidates]))  # type: ignore[misc]
         decoded = _hold_replays(uow, decoded, state=state, floors=floors)
         to_apply = [d for d in decoded if d.request is not None]
-        outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now)  # type: ignore[misc]
+        outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now, log_times=[d.record.log_time for d in to_apply])  # type: ignore[misc]
         for index, fault in outcome.faults:
             log.error("the engine failed on the record at %s (%s); answered InternalError", to_apply[index].record.where, _describe(fault))
         spenders = _spenders(to_apply, outcome)

@@ -44,6 +44,9 @@ class SourceRecord:
     key: bytes | None
     value: bytes | None
     headers: tuple[tuple[str, bytes | None], ...] = ()
+    # The broker's append time (the requests topic is LogAppendTime): decides hold expiry, the
+    # same on every replay. None when the record carries a producer's CreateTime: forgeable.
+    log_time: datetime | None = None
 
     def header_bytes(self, name: str) -> bytes | None:
         """The first header called `name`, as sent (None when absent or null)."""

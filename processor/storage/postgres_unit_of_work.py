@@ -7,6 +7,7 @@ state and offsets commit together. The service sees it through its port
 
 Lock order, the same in every batch so that concurrent processors never deadlock on it:
 projects -> assets -> customers -> wallets, each in sorted key order, one statement per table.
+(Transactions and holds are read, never locked: a hold changes only under its wallet's lock.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import Asset, Customer, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey, Wallet, WalletKey
+from processor.ledger.state import Asset, Customer, Hold, HoldKey, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey, Wallet, WalletKey
 from processor.ledger.state_keys import StateKeys, operation_wallet_ids
 from processor.storage import tables as m
 from processor.storage.driver import fetch, keys_in, pairs
@@ -28,6 +29,8 @@ from processor.storage.sources import Offsets, Source, Spender
 from processor.storage.statements import (
     LOCK_WALLETS,
     SELECT_ASSETS,
+    SELECT_HOLD_WALLETS,
+    SELECT_HOLDS,
     SELECT_OFFSETS,
     SELECT_PROJECTS,
     SELECT_REFERENCES,
@@ -38,9 +41,10 @@ from processor.storage.statements import (
 from processor.storage.writing import BatchWriter, StoredResults
 from schemas.results import Result
 from schemas.signing import KeyScope
-from schemas.states import CustomerStatus, Status, WalletStatus
+from schemas.states import CustomerStatus, HoldStatus, Status, WalletStatus
 
 WALLET_STATUS = {status.value: status for status in WalletStatus}
+HOLD_STATUS = {status.value: status for status in HoldStatus}
 REPLAN_EVERY_S = 5.0
 
 
@@ -123,9 +127,15 @@ class PostgresUnitOfWork:
             self._select_customers(keys.customer_keys, state, name="customers")
         # Rule 7: a reversal's wallets are its original's, known once the original is read.
         also = self._load_transactions(keys.transaction_keys, state) if keys.transaction_keys else set()
+        # Rule 8: a Capture's or Void's wallets are its hold's.
+        if keys.hold_keys:
+            also |= self._hold_wallets(keys.hold_keys)
         if keys.wallet_keys or keys.customers_with_wallets or also:
             self._lock_wallets(keys, state, also=also)
             self._load_wallet_assets_and_owners(state, owners=keys.wallet_owners)
+        holding = [key for key, wallet in state.wallets.items() if wallet.held]
+        if keys.hold_keys or holding:
+            self._load_holds(keys.hold_keys, sorted(holding), state)
         if keys.reference_keys:
             state.references.update(self.load_references(keys.reference_keys))
         self._loaded_wallets = state.wallets
@@ -161,6 +171,25 @@ class PostgresUnitOfWork:
             wallets.update((project_id, wallet_id) for wallet_id in operation_wallet_ids(parsed))
         return wallets
 
+    def _hold_wallets(self, keys: Sequence[HoldKey]) -> set[WalletKey]:
+        wallets: set[WalletKey] = set()
+        for project_id, wallet_id, to_wallet_id in fetch(self.connection, SELECT_HOLD_WALLETS, pairs(keys)):
+            wallets.add((project_id, wallet_id))
+            if to_wallet_id is not None:
+                wallets.add((project_id, to_wallet_id))
+        return wallets
+
+    def _load_holds(self, named: Sequence[HoldKey], holding: Sequence[WalletKey], state: LedgerState) -> None:
+        """The named holds and the Active holds of the (locked) wallets with held > 0, read after
+        the wallet locks: a hold changes only under its wallet's lock."""
+        for row in fetch(self.connection, SELECT_HOLDS, [*pairs(named), *pairs(holding)]):
+            project_id, hold_id, wallet_id, to_wallet_id, amount, captured, status, expires_at, created_by, finished_by, created_at, finished_at = row
+            state.holds[(project_id, hold_id)] = Hold(
+                project_id=project_id, hold_id=hold_id, wallet_id=wallet_id, to_wallet_id=to_wallet_id, amount=int(amount),
+                captured=None if captured is None else int(captured), status=HOLD_STATUS[status], expires_at=expires_at,
+                created_by=created_by, finished_by=finished_by, created_at=created_at, finished_at=finished_at,
+            )  # fmt: skip
+
     def _lock_wallets(self, keys: StateKeys, state: LedgerState, *, also: set[WalletKey]) -> None:
         """Every wallet a batch touches, locked in sorted order in this one statement; straight
         through psycopg (the hot path's biggest read), balances made exact ints (never floats)."""
@@ -174,7 +203,7 @@ class PostgresUnitOfWork:
             params += pairs(keys.customers_with_wallets)
         wallets = state.wallets
         rows = fetch(self.connection, LOCK_WALLETS.format(condition=" OR ".join(conditions)), params)
-        for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at in rows:
+        for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, held, created_at in rows:
             wallets[(project_id, wallet_id)] = Wallet(
                 project_id=project_id,
                 wallet_id=wallet_id,
@@ -185,6 +214,7 @@ class PostgresUnitOfWork:
                 status=WALLET_STATUS[status],
                 balance=int(balance),
                 created_at=created_at,
+                held=int(held),
             )
         for customer_key in keys.customers_with_wallets:
             state.customer_wallets[customer_key] = []

@@ -14,19 +14,20 @@ ENTRY_COLUMNS = (
     "amount",
     "balance_after",
     "created_at",
+    "available_after",
 )
 
 UPDATE_BALANCES = (
-    "UPDATE wallets AS w SET balance = v.balance::numeric, updated_at = %b "
-    "FROM unnest(%b::text[], %b::text[], %b::text[]) AS v(project_id, wallet_id, balance) "
+    "UPDATE wallets AS w SET balance = v.balance::numeric, held = v.held::numeric, updated_at = %b "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[]) AS v(project_id, wallet_id, balance, held) "
     "WHERE w.project_id = v.project_id AND w.wallet_id = v.wallet_id"
 )
 UPSERT_WALLETS = (
-    "INSERT INTO wallets (project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at, updated_at) "
+    "INSERT INTO wallets (project_id, wallet_id, asset_id, customer_id, name, description, status, balance, held, created_at, updated_at) "
     "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::numeric[], "
-    "%b::timestamptz[], %b::timestamptz[]) "
+    "%b::text[]::numeric[], %b::timestamptz[], %b::timestamptz[]) "
     "ON CONFLICT (project_id, wallet_id) DO UPDATE SET name = EXCLUDED.name, description = EXCLUDED.description, "
-    "status = EXCLUDED.status, balance = EXCLUDED.balance, updated_at = EXCLUDED.updated_at"
+    "status = EXCLUDED.status, balance = EXCLUDED.balance, held = EXCLUDED.held, updated_at = EXCLUDED.updated_at"
 )
 COPY_TRANSACTIONS = (
     "COPY transactions (project_id, transaction_id, reference_id, description, status, operations, error_code, error_message, "
@@ -57,7 +58,7 @@ UPSERT_OFFSETS = (
     "next_offset = greatest(consumer_offsets.next_offset, EXCLUDED.next_offset), updated_at = EXCLUDED.updated_at"
 )
 LOCK_WALLETS = (
-    "SELECT project_id, wallet_id, asset_id, customer_id, name, description, status, balance, created_at FROM wallets "
+    "SELECT project_id, wallet_id, asset_id, customer_id, name, description, status, balance, held, created_at FROM wallets "
     "WHERE {condition} ORDER BY project_id, wallet_id FOR UPDATE"
 )
 # The transactions a reversal names, with the Completed reversal of each (uq_transactions_reversal).
@@ -68,4 +69,22 @@ SELECT_TRANSACTIONS = (
     "(SELECT r.transaction_id FROM transactions r WHERE r.project_id = t.project_id AND r.reverses = t.transaction_id "
     "AND r.status = 'Completed') FROM transactions t "
     "WHERE (t.project_id, t.transaction_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
+)
+
+HOLD_COLUMNS = "project_id, hold_id, wallet_id, to_wallet_id, amount, captured, status, expires_at, created_by, finished_by, created_at, finished_at"
+# Loader rule 8, before the wallet locks: the wallets of the holds the batch names (they never change).
+SELECT_HOLD_WALLETS = (
+    "SELECT project_id, wallet_id, to_wallet_id FROM holds WHERE (project_id, hold_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
+)
+# ... after them: the named holds, and the Active holds of the locked wallets with held > 0.
+SELECT_HOLDS = (
+    f"SELECT {HOLD_COLUMNS} FROM holds WHERE (project_id, hold_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
+    f"UNION SELECT {HOLD_COLUMNS} FROM holds WHERE status = 'Active' AND (project_id, wallet_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
+)
+UPSERT_HOLDS = (
+    f"INSERT INTO holds ({HOLD_COLUMNS}) "
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]::numeric[], %b::text[]::numeric[], %b::text[], "
+    "%b::timestamptz[], %b::text[], %b::text[], %b::timestamptz[], %b::timestamptz[]) "
+    "ON CONFLICT (project_id, hold_id) DO UPDATE SET captured = EXCLUDED.captured, status = EXCLUDED.status, "
+    "finished_by = EXCLUDED.finished_by, finished_at = EXCLUDED.finished_at"
 )

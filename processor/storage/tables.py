@@ -81,8 +81,11 @@ wallets = sa.Table(
     sa.Column("balance", MINOR_UNITS, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("updated_at", TIMESTAMP, nullable=False),
+    # Reserved by the wallet's Active holds; available = balance - held (migration 0009).
+    sa.Column("held", MINOR_UNITS, nullable=False, server_default="0"),
     sa.ForeignKeyConstraint(["project_id", "asset_id"], ["assets.project_id", "assets.asset_id"]),
     sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
+    sa.CheckConstraint("held >= 0 AND held <= balance", name="held_within_balance"),
     sa.CheckConstraint("status IN ('Open', 'Suspended', 'Closed')", name="status_known"),
     sa.CheckConstraint("status <> 'Closed' OR balance = 0", name="closed_is_empty"),
     sa.Index("ix_wallets_customer", "project_id", "customer_id", "wallet_id"),
@@ -127,11 +130,39 @@ wallet_entries = sa.Table(
     sa.Column("amount", MINOR_UNITS, nullable=False),
     sa.Column("balance_after", MINOR_UNITS, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),
+    # balance_after minus what Active holds reserve after the entry; NULL before migration 0009.
+    sa.Column("available_after", MINOR_UNITS),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),
-    sa.CheckConstraint("entry_type IN ('Issue', 'Redeem', 'Debit', 'Credit')", name="entry_type_known"),
+    sa.CheckConstraint("entry_type IN ('Issue', 'Redeem', 'Debit', 'Credit', 'Hold', 'Release')", name="entry_type_known"),
+    sa.CheckConstraint("available_after >= 0 AND available_after <= balance_after", name="available_after_within_balance"),
     sa.Index("ix_wallet_entries_wallet_time", "project_id", "wallet_id", "created_at", "entry_id"),
     sa.Index("ix_wallet_entries_transaction", "project_id", "transaction_id"),
+)
+
+# A hold's reservation (docs/holds-and-reversals.md): state, changed under its wallet's row lock.
+holds = sa.Table(
+    "holds",
+    metadata,
+    sa.Column("project_id", sa.Text, primary_key=True),
+    sa.Column("hold_id", sa.Text, primary_key=True),
+    sa.Column("wallet_id", sa.Text, nullable=False),
+    sa.Column("to_wallet_id", sa.Text),
+    sa.Column("amount", MINOR_UNITS, nullable=False),
+    sa.Column("captured", MINOR_UNITS),
+    sa.Column("status", sa.Text, nullable=False),
+    sa.Column("expires_at", TIMESTAMP),
+    sa.Column("created_by", sa.Text, nullable=False),
+    sa.Column("finished_by", sa.Text),
+    sa.Column("created_at", TIMESTAMP, nullable=False),
+    sa.Column("finished_at", TIMESTAMP),
+    sa.ForeignKeyConstraint(["project_id", "wallet_id"], ["wallets.project_id", "wallets.wallet_id"]),
+    sa.CheckConstraint("amount > 0", name="amount_positive"),
+    sa.CheckConstraint("status IN ('Active', 'Captured', 'Voided', 'Expired')", name="status_known"),
+    sa.CheckConstraint("(status = 'Captured') = (captured IS NOT NULL) AND (captured IS NULL OR (captured > 0 AND captured <= amount))", name="captured_when_captured"),
+    sa.CheckConstraint("(status = 'Active') = (finished_by IS NULL)", name="finished_unless_active"),
+    sa.Index("ix_holds_active_wallet", "project_id", "wallet_id", postgresql_where=sa.text("status = 'Active'")),
+    sa.Index("ix_holds_active_expiry", "expires_at", postgresql_where=sa.text("status = 'Active' AND expires_at IS NOT NULL")),
 )
 
 # One row per spent reference ID, holding the result every repeat answers with.

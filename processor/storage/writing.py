@@ -17,11 +17,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import ReferenceKey, Wallet
+from processor.ledger.state import Hold, ReferenceKey, Wallet
 from processor.storage import tables as m
 from processor.storage.driver import as_sqlalchemy_errors, driver_cursor, keys_in
 from processor.storage.sources import Spender
-from processor.storage.statements import COPY_ENTRIES, COPY_REFERENCES, COPY_TRANSACTIONS, UPDATE_BALANCES, UPSERT_WALLETS
+from processor.storage.statements import COPY_ENTRIES, COPY_REFERENCES, COPY_TRANSACTIONS, UPDATE_BALANCES, UPSERT_HOLDS, UPSERT_WALLETS
 from schemas.results import Result
 
 
@@ -59,6 +59,8 @@ class BatchWriter:
         self._write_customers(outcome)
         if outcome.wallets_upserted:
             self._upsert_wallets(outcome.wallets_upserted, now=now)
+        if outcome.holds_upserted:  # after the wallets: a hold's wallet may be new in this batch
+            self._upsert_holds(outcome.holds_upserted)
         if outcome.transactions:
             self._copy_transactions(outcome)
         if outcome.entries:
@@ -99,14 +101,14 @@ class BatchWriter:
     def _upsert_wallets(self, wallets: Sequence[Wallet], *, now: datetime) -> None:
         """Every changed wallet in at most two statements.
 
-        The common change, a new balance of a wallet loaded (and locked) by this batch, is one
-        UPDATE ... FROM unnest(ids, balances); anything else (a new wallet, a status, name or
+        The common change, a new balance (and held amount) of a wallet loaded (and locked) by this
+        batch, is one UPDATE ... FROM unnest(ids, balances, helds); anything else (a new wallet, a status, name or
         description change) goes through one INSERT ... ON CONFLICT DO UPDATE of every column.
         Arrays go as binary parameters: text-format arrays cost the client ~5x more to encode.
         """
         loaded = self._loaded_wallets
-        ids: list[list[str]] = [[], [], []]
-        full: list[list[Any]] = [[] for _ in range(10)]
+        ids: list[list[str]] = [[], [], [], []]
+        full: list[list[Any]] = [[] for _ in range(11)]
         for w in wallets:
             before = loaded.get((w.project_id, w.wallet_id))
             if (
@@ -121,10 +123,11 @@ class BatchWriter:
                 ids[0].append(w.project_id)
                 ids[1].append(w.wallet_id)
                 ids[2].append(str(w.balance))
+                ids[3].append(str(w.held))
                 continue
             for column, value in zip(
                 full,
-                (w.project_id, w.wallet_id, w.asset_id, w.customer_id, w.name, w.description, w.status.value, str(w.balance), w.created_at, now),
+                (w.project_id, w.wallet_id, w.asset_id, w.customer_id, w.name, w.description, w.status.value, str(w.balance), str(w.held), w.created_at, now),
                 strict=True,
             ):
                 column.append(value)
@@ -137,6 +140,19 @@ class BatchWriter:
         if full[0]:
             with as_sqlalchemy_errors(UPSERT_WALLETS):
                 cursor.execute(UPSERT_WALLETS, full)
+
+    def _upsert_holds(self, holds: Sequence[Hold]) -> None:
+        """New holds and finished ones in one INSERT ... ON CONFLICT DO UPDATE."""
+        columns: list[list[Any]] = [[] for _ in range(12)]
+        for h in holds:
+            values = (
+                h.project_id, h.hold_id, h.wallet_id, h.to_wallet_id, str(h.amount), None if h.captured is None else str(h.captured),
+                h.status.value, h.expires_at, h.created_by, h.finished_by, h.created_at, h.finished_at,
+            )  # fmt: skip
+            for column, value in zip(columns, values, strict=True):
+                column.append(value)
+        with as_sqlalchemy_errors(UPSERT_HOLDS):
+            self._driver_cursor().execute(UPSERT_HOLDS, columns)
 
     def _copy_transactions(self, outcome: BatchOutcome) -> None:
         dump_operations = m.OPERATIONS_JSON.dump_json
@@ -163,7 +179,7 @@ class BatchWriter:
         with as_sqlalchemy_errors(COPY_ENTRIES), self._driver_cursor().copy(COPY_ENTRIES) as copy:
             for e in outcome.entries:
                 copy.write_row(
-                    (e.project_id, e.wallet_id, e.transaction_id, e.operation_index, e.entry_type.value, e.amount, e.balance_after, e.created_at)
+                    (e.project_id, e.wallet_id, e.transaction_id, e.operation_index, e.entry_type.value, e.amount, e.balance_after, e.created_at, e.available_after)
                 )
 
     def _copy_references(self, outcome: BatchOutcome, *, spenders: Mapping[ReferenceKey, Spender], now: datetime) -> StoredResults:

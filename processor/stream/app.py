@@ -26,6 +26,7 @@ import asyncio
 import functools
 import gc
 import logging
+from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -57,6 +58,9 @@ MAX_PUBLISH_BYTES = 16 * 1024 * 1024
 REVOKE_DRAIN_S = 30.0
 
 
+LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
+
+
 def source_record(record: Any) -> SourceRecord:
     return SourceRecord(
         topic=record.topic,
@@ -65,6 +69,7 @@ def source_record(record: Any) -> SourceRecord:
         key=record.key,
         value=record.value,
         headers=tuple(record.headers or ()),
+        log_time=datetime.fromtimestamp(record.timestamp / 1000, UTC) if record.timestamp_type == LOG_APPEND_TIME else None,
     )
 
 

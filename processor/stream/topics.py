@@ -20,7 +20,14 @@ log = logging.getLogger(__name__)
 
 async def ensure_topics(*, settings: ProcessorSettings) -> None:
     wanted = [
-        NewTopic(settings.requests_topic, num_partitions=settings.requests_partitions, replication_factor=settings.topic_replication_factor),
+        # LogAppendTime: the broker stamps each request when it appends it, and that time decides
+        # hold expiry, the same on every replay; a producer's CreateTime would be its to forge.
+        NewTopic(
+            settings.requests_topic,
+            num_partitions=settings.requests_partitions,
+            replication_factor=settings.topic_replication_factor,
+            topic_configs={"message.timestamp.type": "LogAppendTime"},
+        ),
         # Compacted: the topic keeps the latest result per project/reference ID key.
         NewTopic(
             settings.results_topic,

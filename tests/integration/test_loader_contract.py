@@ -109,3 +109,31 @@ def test_both_units_of_work_load_a_named_transaction_and_its_wallets(unit_of_wor
     assert (loaded.status.value, loaded.reverses, loaded.reversed_by) == ("Completed", None, None)
     assert [op.type for op in loaded.operations] == ["Issue"]
     assert set(state.wallets) == {(p, "A")} and set(state.assets) == {(p, "usd")}  # its wallet, and that wallet's asset
+
+
+def test_both_units_of_work_load_named_holds_their_wallets_and_the_active_holds_of_holding_wallets(unit_of_work: UnitOfWorkFactory) -> None:
+    """Rule 8: a Capture's wallets are its hold's; every Active hold of a loaded wallet with
+    held > 0 comes too (the engine expires them), finished ones only when named."""
+    p = seed(unit_of_work)
+    holds = [
+        {"type": "hold.create", "project_id": p, "reference_id": "h1", "hold_id": "h1", "wallet_id": "A", "to_wallet_id": "S", "amount": "2"},
+        {"type": "hold.create", "project_id": p, "reference_id": "h2", "hold_id": "h2", "wallet_id": "A", "amount": "3", "expires_at": "2999-01-01T00:00:00Z"},
+        {"type": "hold.create", "project_id": p, "reference_id": "h3", "hold_id": "h3", "wallet_id": "A", "amount": "1"},
+        {"type": "hold.void", "project_id": p, "reference_id": "v3", "hold_id": "h3"},
+    ]
+    records = [SourceRecord(topic=f"holds-{p}", partition=0, offset=i, key=None, value=json.dumps(r).encode()) for i, r in enumerate(holds)]
+    report = process_batch(unit_of_work=unit_of_work, records=records, consumer_group="lc", max_request_bytes=1 << 20, verifier=Verifier(master=None, required=False))
+    assert [r.result.status.value for r in report.replies] == ["Completed"] * len(holds), [r.result.error for r in report.replies]
+    none = dict(project_ids=(p,), asset_keys=(), customer_keys=(), reference_keys=(), customers_with_wallets=(), locked_project_ids=(), locked_asset_keys=(), locked_customer_keys=(), wallet_owners=False)
+    with unit_of_work() as uow:
+        by_name = uow.load_state(StateKeys(**none, wallet_keys=(), hold_keys=((p, "h1"), (p, "h3"), (p, "nope"))))  # type: ignore[arg-type]
+    assert set(by_name.wallets) == {(p, "A"), (p, "S")}  # h1's wallet and destination (h3's is A too)
+    assert set(by_name.holds) == {(p, "h1"), (p, "h2"), (p, "h3")}  # named (any status), and A's Active h2
+    assert by_name.holds[(p, "h3")].status.value == "Voided" and by_name.holds[(p, "h2")].amount == 300
+    assert (by_name.wallets[(p, "A")].balance, by_name.wallets[(p, "A")].held) == (1250, 500)
+    with unit_of_work() as uow:
+        by_wallet = uow.load_state(StateKeys(**none, wallet_keys=((p, "A"),)))  # type: ignore[arg-type]
+    assert set(by_wallet.holds) == {(p, "h1"), (p, "h2")}  # the Active ones only
+    with unit_of_work() as uow:
+        idle = uow.load_state(StateKeys(**none, wallet_keys=((p, "S"),)))  # type: ignore[arg-type]
+    assert idle.holds == {}  # S holds nothing: no hold is read for it
