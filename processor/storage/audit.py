@@ -10,15 +10,16 @@ from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
-# Balance of each wallet vs. the signed sum of its entries, and vs. its last entry's balance_after.
+# Balance of each wallet vs. the signed sum of its entries (Hold and Release move no balance),
+# and vs. its last entry's balance_after.
 WALLET_MISMATCHES = sa.text(
     """
     SELECT w.project_id, w.wallet_id, w.balance,
-           COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END), 0) AS entries_sum
+           COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount WHEN e.entry_type IN ('Redeem', 'Debit') THEN -e.amount ELSE 0 END), 0) AS entries_sum
     FROM wallets w LEFT JOIN wallet_entries e ON e.project_id = w.project_id AND e.wallet_id = w.wallet_id
     WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id)
     GROUP BY w.project_id, w.wallet_id, w.balance
-    HAVING w.balance <> COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END), 0)
+    HAVING w.balance <> COALESCE(SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount WHEN e.entry_type IN ('Redeem', 'Debit') THEN -e.amount ELSE 0 END), 0)
     """
 )
 LAST_ENTRY_MISMATCHES = sa.text(
@@ -96,7 +97,7 @@ REVERSAL_MISMATCHES = sa.text(
         SELECT project_id, transaction_id FROM reversals UNION SELECT project_id, reverses FROM reversals
     ), net AS (
         SELECT e.project_id, e.transaction_id, e.wallet_id,
-               SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount ELSE -e.amount END) AS delta
+               SUM(CASE WHEN e.entry_type IN ('Issue', 'Credit') THEN e.amount WHEN e.entry_type IN ('Redeem', 'Debit') THEN -e.amount ELSE 0 END) AS delta
         FROM wallet_entries e JOIN involved i ON i.project_id = e.project_id AND i.transaction_id = e.transaction_id
         GROUP BY e.project_id, e.transaction_id, e.wallet_id
     )
@@ -114,6 +115,35 @@ REVERSAL_MISMATCHES = sa.text(
 )
 
 
+# Holds (docs/holds-and-reversals.md): each wallet's `held` is the sum of its Active holds and the
+# Hold entries minus the Release entries; its last entry's available_after is balance - held;
+# every Active hold's wallet is neither Closed nor short of it.
+HOLD_MISMATCHES = sa.text(
+    """
+    WITH active AS (
+        SELECT project_id, wallet_id, SUM(amount) AS total FROM holds
+        WHERE status = 'Active' AND (CAST(:project_id AS text) IS NULL OR project_id = :project_id) GROUP BY project_id, wallet_id
+    ), posted AS (
+        SELECT project_id, wallet_id,
+               SUM(CASE entry_type WHEN 'Hold' THEN amount WHEN 'Release' THEN -amount ELSE 0 END) AS total
+        FROM wallet_entries WHERE entry_type IN ('Hold', 'Release') AND (CAST(:project_id AS text) IS NULL OR project_id = :project_id)
+        GROUP BY project_id, wallet_id
+    )
+    SELECT w.project_id, w.wallet_id, w.held, COALESCE(a.total, 0) AS active, COALESCE(p.total, 0) AS posted, last.available_after
+    FROM wallets w
+    LEFT JOIN active a ON a.project_id = w.project_id AND a.wallet_id = w.wallet_id
+    LEFT JOIN posted p ON p.project_id = w.project_id AND p.wallet_id = w.wallet_id
+    LEFT JOIN LATERAL (
+        SELECT available_after FROM wallet_entries e
+        WHERE e.project_id = w.project_id AND e.wallet_id = w.wallet_id ORDER BY e.entry_id DESC LIMIT 1
+    ) last ON true
+    WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id)
+      AND (w.held <> COALESCE(a.total, 0) OR w.held <> COALESCE(p.total, 0) OR w.held > w.balance
+           OR (w.status = 'Closed' AND w.held <> 0) OR last.available_after <> w.balance - w.held)
+    """
+)
+
+
 @dataclass(kw_only=True)
 class AuditReport:
     wallet_mismatches: list[tuple] = field(default_factory=list)
@@ -123,12 +153,13 @@ class AuditReport:
     failed_with_entries: list[tuple] = field(default_factory=list)
     orphans: list[tuple] = field(default_factory=list)
     reversal_mismatches: list[tuple] = field(default_factory=list)
+    hold_mismatches: list[tuple] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
         return not (
             self.wallet_mismatches or self.last_entry_mismatches or self.asset_mismatches or self.negative_balances or self.failed_with_entries
-            or self.orphans or self.reversal_mismatches
+            or self.orphans or self.reversal_mismatches or self.hold_mismatches
         )
 
 
@@ -146,4 +177,5 @@ def audit_ledger(engine: sa.Engine, *, project_id: str | None = None) -> AuditRe
             failed_with_entries=rows(FAILED_WITH_ENTRIES),
             orphans=rows(ORPHANS),
             reversal_mismatches=rows(REVERSAL_MISMATCHES),
+            hold_mismatches=rows(HOLD_MISMATCHES),
         )

@@ -346,3 +346,50 @@ def test_the_audit_finds_a_reversal_that_does_not_mirror_its_original(engine, da
         transaction.rollback()
     owner.dispose()
     assert found == ["tx-fake-reversal"]
+
+
+# ------------------------------------------------------------------------------------- holds
+
+
+def test_holds_on_postgresql_reserve_capture_and_expire_by_log_time(engine, project):
+    """A hold's whole life on real PostgreSQL: the log time of each record decides its expiry."""
+    topic = f"holds-{project}"
+    hold = {"type": "hold.create", "project_id": project, "reference_id": "h", "hold_id": "h1", "wallet_id": "A", "to_wallet_id": "B",
+            "amount": "600", "expires_at": "2030-01-01T00:00:00Z"}
+    short = {"type": "hold.create", "project_id": project, "reference_id": "s", "hold_id": "h2", "wallet_id": "A", "amount": "300",
+             "expires_at": "2030-01-01T00:00:00Z"}
+    spend = {"type": "transaction.run", "project_id": project, "reference_id": "spend", "operations": [{"type": "Redeem", "wallet_id": "A", "amount": "200"}]}
+    before = datetime(2029, 12, 31, tzinfo=UTC)
+    stamped = [SourceRecord(topic=topic, partition=0, offset=i, key=None, value=json.dumps(r).encode(), log_time=before) for i, r in enumerate((hold, short, spend))]
+    report = process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=stamped, consumer_group="storage-test", max_request_bytes=1 << 20, verifier=UNSIGNED)
+    created, second, refused = (reply.result for reply in report.replies)
+    assert (created.status.value, second.status.value) == ("Completed", "Completed")
+    assert refused.error.code == "InsufficientFunds"  # 1000 - 900 held: 100 available
+    assert audit_ledger(engine, project_id=project).ok
+    [captured] = apply(engine, [{"type": "hold.capture", "project_id": project, "reference_id": "cap", "hold_id": "h1", "amount": "250"}], topic=topic, start=3)
+    assert captured.hold.status == "Captured" and captured.hold.captured == "250.00"
+    after = datetime(2030, 1, 1, tzinfo=UTC)  # h2's expiry, reached by the next record's log time
+    again = SourceRecord(topic=topic, partition=0, offset=4, key=None, value=json.dumps({**spend, "reference_id": "spend-2"}).encode(), log_time=after)
+    [spent] = [r.result for r in process_batch(unit_of_work=functools.partial(PostgresUnitOfWork, engine), records=[again], consumer_group="storage-test", max_request_bytes=1 << 20, verifier=UNSIGNED).replies]
+    assert spent.status.value == "Completed", spent.error
+    with engine.connect() as connection:
+        wallet = connection.execute(sa.text("SELECT balance, held FROM wallets WHERE project_id = :p AND wallet_id = 'A'"), {"p": project}).one()
+        statuses = dict(connection.execute(sa.text("SELECT hold_id, status FROM holds WHERE project_id = :p"), {"p": project}).all())
+        kinds = [row[0] for row in connection.execute(sa.text("SELECT entry_type FROM wallet_entries WHERE project_id = :p AND wallet_id = 'A' ORDER BY entry_id"), {"p": project})]
+    assert (int(wallet.balance), int(wallet.held)) == ((1000 - 250 - 200) * 100, 0) and statuses == {"h1": "Captured", "h2": "Expired"}
+    assert kinds == ["Issue", "Hold", "Hold", "Release", "Debit", "Release", "Redeem"]
+    assert audit_ledger(engine, project_id=project).ok
+
+
+def test_the_audit_finds_held_amounts_that_do_not_match_the_holds(engine, database_url, project):
+    from processor.storage.audit import HOLD_MISMATCHES
+
+    [made] = apply(engine, [{"type": "hold.create", "project_id": project, "reference_id": "h", "hold_id": "h1", "wallet_id": "A", "amount": "5"}])
+    assert made.status.value == "Completed" and audit_ledger(engine, project_id=project).ok
+    owner = sa.create_engine(database_url)
+    with owner.connect() as connection, connection.begin() as transaction:
+        connection.execute(sa.text("UPDATE holds SET status = 'Voided', finished_by = 'nobody' WHERE project_id = :p"), {"p": project})
+        found = [row[1] for row in connection.execute(HOLD_MISMATCHES, {"project_id": project})]
+        transaction.rollback()
+    owner.dispose()
+    assert found == ["A"]  # held 5, but no Active hold and no Release entry says why
