@@ -18,7 +18,7 @@ from processor.gateway.api_keys import Principal
 from processor.gateway.reads import Paging, Period
 from processor.signing_keys import CreatedSigningKey
 from schemas.requests import RequestModel
-from schemas.results import AssetView, CustomerView, ProjectView, Result, TransactionView, WalletView
+from schemas.results import AssetView, CustomerView, HoldView, ProjectView, Result, TransactionView, WalletView
 
 
 class Publisher(Protocol):
@@ -58,7 +58,11 @@ class ReadStore(Protocol):
 
     def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page: ...
 
-    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> int: ...
+    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]: ...
+
+    def get_hold(self, project_id: str, hold_id: str) -> HoldView | None: ...
+
+    def list_wallet_holds(self, project_id: str, wallet_id: str, *, status: str | None, paging: Paging) -> Page: ...
 
     def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page: ...
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, TypeAdapter, ValidationError
 
 from schemas.limits import DEFAULT_FRACTIONS, MAX_OPERATIONS_PER_TRANSACTION
 from schemas.requests import (
@@ -20,12 +20,14 @@ from schemas.requests import (
     CustomerId,
     Description,
     Fractions,
+    HoldId,
     Name,
     Operation,
     ProjectId,
     ReferenceId,
     WalletId,
 )
+from schemas.amounts import Amount
 from schemas.results import EntryView
 from schemas.states import WalletStatus
 
@@ -72,8 +74,26 @@ class DescriptionBody(_Body):
 
 
 class ReversalBody(_Body):
-    """A reversal's optional reference ID (or Idempotency-Key) and description."""
+    """A reversal's (or a void's) optional reference ID (or Idempotency-Key) and description."""
 
+    description: Description | None = None
+
+
+class HoldBody(_Body):
+    """`hold.create`: reserve `amount` of `wallet_id`, optionally toward `to_wallet_id`, until `expires_at`."""
+
+    hold_id: HoldId | None = Field(default=None, description="derived from the reference ID when absent")
+    wallet_id: WalletId
+    amount: Amount
+    to_wallet_id: WalletId | None = None
+    expires_at: AwareDatetime | None = None
+    description: Description | None = None
+
+
+class CaptureBody(_Body):
+    """`hold.capture`: all of the hold, or `amount` of it (the rest is released)."""
+
+    amount: Amount | None = None
     description: Description | None = None
 
 
@@ -158,8 +178,8 @@ class WalletEntryView(EntryView):
 
 
 class WalletBalanceView(BaseModel):
-    """A wallet's balance as of an instant, from its entries (`held` and `available` are there
-    for holds, docs/holds-and-reversals.md: until they exist nothing is held)."""
+    """A wallet's balance, held and available as of an instant, from its entries (each carries
+    balance_after and available_after)."""
 
     project_id: str
     wallet_id: str

@@ -37,7 +37,7 @@ from processor.gateway.http_errors import STATUS_BY_CODE, ErrorBody, GatewayCode
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.reads import Paging, Period
 from schemas.limits import ID_PATTERN, MAX_REFERENCE_ID_LEN
-from schemas.requests import REQUEST_TYPES, AssetId, CustomerId, ProjectId, ReferenceId, RequestModel, WalletId, request_project_id
+from schemas.requests import REQUEST_TYPES, AssetId, CustomerId, HoldId, ProjectId, ReferenceId, RequestModel, WalletId, request_project_id
 from schemas.results import Result, Status
 
 log = logging.getLogger("gateway")
@@ -60,6 +60,7 @@ __all__ = [
     "SigningKeyIdPath",
     "ToQuery",
     "TransactionIdPath",
+    "HoldIdPath",
     "WalletIdPath",
     "as_utc",
     "period",
@@ -104,6 +105,7 @@ CustomerIdPath = Annotated[
 ]
 TransactionIdPath = Annotated[str, Path(alias="txId", min_length=1, max_length=64, pattern=ID_PATTERN, description="transaction ID")]
 ReferenceIdPath = Annotated[ReferenceId, Path(alias="referenceId", description="reference ID")]
+HoldIdPath = Annotated[HoldId, Path(alias="holdId", description="hold ID")]
 SigningKeyIdPath = Annotated[str, Path(alias="keyId", pattern=r"^[0-9a-f]{16}$", description="signing key ID (16 hex digits)")]
 FromQuery = Annotated[datetime | None, Query(alias="from", description="ISO 8601; inclusive; without an offset it is UTC")]
 ToQuery = Annotated[datetime | None, Query(alias="to", description="ISO 8601; exclusive; without an offset it is UTC")]
@@ -120,6 +122,7 @@ IdempotencyKey = Annotated[
 # Where each request field comes from when a path gives it, for error messages.
 _PATH_FIELDS = {
     "project_id": "path.projectId", "wallet_id": "path.walletId", "asset_id": "path.assetId", "customer_id": "path.customerId", "transaction_id": "path.txId",
+    "hold_id": "path.holdId",
 }
 
 
@@ -188,6 +191,7 @@ _MISSING: dict[GatewayCode, str] = {
     GatewayCode.CustomerNotFound: "no customer {key!r} in project {project_id!r}",
     GatewayCode.WalletNotFound: "no wallet {key!r} in project {project_id!r}",
     GatewayCode.TransactionNotFound: "no transaction {key!r} in project {project_id!r}",
+    GatewayCode.HoldNotFound: "no hold {key!r} in project {project_id!r}",
     GatewayCode.RequestNotFound: "no result for reference {key!r} in project {project_id!r} (yet)",
     GatewayCode.SigningKeyNotFound: "no active signing key {key!r} in project {project_id!r}",
 }
@@ -340,6 +344,8 @@ def _location(model: RequestModel, result: Result) -> str | None:
         return f"/projects/{p}/currencies/{quote(result.asset.asset_id, safe='')}"
     if result.wallet is not None and model.type in ("wallet.open", "system_wallet.open"):
         return f"/projects/{p}/wallets/{quote(result.wallet.wallet_id, safe='')}"
+    if result.hold is not None and model.type == "hold.create":
+        return f"/projects/{p}/holds/{quote(result.hold.hold_id, safe='')}"
     if result.transaction is not None and model.type in ("transaction.run", "transaction.reverse"):
         return f"/projects/{p}/transactions/{quote(result.transaction.transaction_id, safe='')}"
     return None

@@ -81,6 +81,7 @@ class GatewayCode(StrEnum):
     CustomerNotFound = ErrorCode.CustomerNotFound.value
     WalletNotFound = ErrorCode.WalletNotFound.value
     TransactionNotFound = ErrorCode.TransactionNotFound.value
+    HoldNotFound = ErrorCode.HoldNotFound.value
     RequestNotFound = "RequestNotFound"
     SigningKeyNotFound = "SigningKeyNotFound"  # 404: no active signing key of the project with that ID
     ServiceUnavailable = "ServiceUnavailable"  # 503 with Retry-After: PostgreSQL or Kafka unreachable; without: no master signing secret

@@ -21,7 +21,7 @@ from processor.gateway.bodies import Page, WalletEntryView
 from processor.storage import tables as m
 from schemas.amounts import format_minor_units
 from schemas.requests import is_project_id
-from schemas.results import AssetView, CustomerView, EntryView, ErrorInfo, ProjectView, Result, TransactionView, WalletView
+from schemas.results import AssetView, CustomerView, EntryView, ErrorInfo, HoldView, ProjectView, Result, TransactionView, WalletView
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,9 +71,25 @@ def _customer(row: Any) -> CustomerView:
 
 
 def _wallet(row: Any) -> WalletView:
-    balance = format_minor_units(int(row.balance), fractions=row.fractions)
+    amounts = {
+        name: format_minor_units(value, fractions=row.fractions)
+        for name, value in (("balance", int(row.balance)), ("held", int(row.held)), ("available", int(row.balance) - int(row.held)))
+    }
     ids = {"project_id": row.project_id, "wallet_id": row.wallet_id, "asset_id": row.asset_id, "customer_id": row.customer_id}
-    return WalletView(**ids, status=row.status, balance=balance, created_at=row.created_at, **_texts(row))
+    return WalletView(**ids, status=row.status, created_at=row.created_at, **amounts, **_texts(row))
+
+
+def _hold(row: Any) -> HoldView:
+    def amount(value: Any) -> str | None:
+        return None if value is None else format_minor_units(int(value), fractions=row.fractions)
+
+    columns = ("project_id", "hold_id", "wallet_id", "to_wallet_id", "status", "expires_at", "created_by", "finished_by", "created_at", "finished_at")
+    return HoldView(**{c: getattr(row, c) for c in columns}, amount=amount(row.amount), captured=amount(row.captured))  # type: ignore[arg-type]
+
+
+_HOLD_FROM = m.holds.join(m.wallets, sa.and_(m.wallets.c.project_id == m.holds.c.project_id, m.wallets.c.wallet_id == m.holds.c.wallet_id)).join(
+    m.assets, sa.and_(m.assets.c.project_id == m.wallets.c.project_id, m.assets.c.asset_id == m.wallets.c.asset_id)
+)
 
 
 _WALLET_COLUMNS = (*m.wallets.c, m.assets.c.fractions)
@@ -185,21 +201,38 @@ class Reads:
 
         return self._page_in_project(project_id, query, paging=paging, convert=convert)
 
-    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> int:
-        """The wallet's balance in minor units after its last entry before `instant` (at or
-        before it, when `inclusive`); 0 before its first entry. Every entry carries the balance
-        after it, so this is one backward probe of ix_wallet_entries_wallet_time."""
+    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]:
+        """The wallet's (balance, available) in minor units after its last entry before `instant`
+        (at or before it, when `inclusive`); zeros before its first entry. Every entry carries
+        both after it (available_after: NULL on entries from before holds, when it was the
+        balance), so this is one backward probe of ix_wallet_entries_wallet_time."""
         e = m.wallet_entries
         when = e.c.created_at <= instant if inclusive else e.c.created_at < instant
         query = (
-            sa.select(e.c.balance_after)
+            sa.select(e.c.balance_after, sa.func.coalesce(e.c.available_after, e.c.balance_after))
             .where(e.c.project_id == project_id, e.c.wallet_id == wallet_id, when)
             .order_by(e.c.created_at.desc(), e.c.entry_id.desc())
             .limit(1)
         )
         with self.connect(project_id=project_id) as c:
-            found = c.execute(query).scalar()
-        return 0 if found is None else int(found)
+            found = c.execute(query).first()
+        return (0, 0) if found is None else (int(found[0]), int(found[1]))
+
+    # ----------------------------------------------------------------------------- holds
+
+    def get_hold(self, project_id: str, hold_id: str) -> HoldView | None:
+        query = sa.select(m.holds, m.assets.c.fractions).select_from(_HOLD_FROM).where(m.holds.c.project_id == project_id, m.holds.c.hold_id == hold_id)
+        with self.connect(project_id=project_id) as c:
+            row = c.execute(query).first()
+        return None if row is None else _hold(row)
+
+    def list_wallet_holds(self, project_id: str, wallet_id: str, *, status: str | None, paging: Paging) -> Page:
+        """A wallet's holds in (created_at, hold_id) order; `status` Active uses ix_holds_active_wallet."""
+        h = m.holds
+        query = sa.select(h, m.assets.c.fractions).select_from(_HOLD_FROM).where(h.c.project_id == project_id, h.c.wallet_id == wallet_id)
+        if status is not None:
+            query = query.where(h.c.status == status)
+        return self._page_in_project(project_id, query.order_by(h.c.created_at, h.c.hold_id), paging=paging, convert=_hold)
 
     def _page_in_project(self, project_id: str, query: sa.Select[Any], *, paging: Paging, convert: Callable[[Any], Any]) -> Page:
         """One page of `query`, read in the project's scope: LIMIT page_size + 1 (the extra row
@@ -239,7 +272,9 @@ class Reads:
             return found
         e = m.wallet_entries
         query = (
-            sa.select(e.c.transaction_id, e.c.wallet_id, e.c.operation_index, e.c.entry_type, e.c.amount, e.c.balance_after, m.assets.c.fractions)
+            sa.select(
+                e.c.transaction_id, e.c.wallet_id, e.c.operation_index, e.c.entry_type, e.c.amount, e.c.balance_after, e.c.available_after, m.assets.c.fractions
+            )
             .select_from(
                 e.join(m.wallets, sa.and_(m.wallets.c.project_id == e.c.project_id, m.wallets.c.wallet_id == e.c.wallet_id)).join(
                     m.assets, sa.and_(m.assets.c.project_id == m.wallets.c.project_id, m.assets.c.asset_id == m.wallets.c.asset_id)
@@ -270,6 +305,7 @@ def _entry_fields(row: Any, *, fractions: int) -> dict[str, Any]:
         "type": row.entry_type,
         "amount": format_minor_units(int(row.amount), fractions=fractions),
         "balance_after": format_minor_units(int(row.balance_after), fractions=fractions),
+        "available_after": format_minor_units(int(row.balance_after if row.available_after is None else row.available_after), fractions=fractions),
     }
 
 

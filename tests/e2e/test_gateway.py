@@ -9,7 +9,7 @@ import sys
 import time
 from collections.abc import Iterator
 from decimal import Decimal
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from urllib.parse import quote
 
@@ -912,3 +912,50 @@ def test_a_transaction_is_reversed_once_over_http(api: Api, stack: GatewayStack)
     assert of_reversal.status_code == 409 and error_code(of_reversal) == "TransactionNotReversible"
     unknown = api.post(f"/projects/{project}/transactions/00000000-0000-5000-8000-000000000000/reversal", json={})
     assert unknown.status_code == 404 and error_code(unknown) == "TransactionNotFound"
+
+
+# --- holds (beyond the seed) ---------------------------------------------------------------------
+
+
+def test_holds_over_http_reserve_capture_void_and_expire_by_log_time(api: Api, stack: GatewayStack) -> None:
+    project = unique("hold")
+    setup_project(api, project)
+    for wallet in ("a", "b"):
+        open_system_wallet(api, project, wallet)
+    funded = api.post(f"/projects/{project}/transactions", json={"reference_id": "fund", "operations": [{"type": "Issue", "wallet_id": "a", "amount": "10.00"}]})
+    assert funded.status_code == 201, funded.text
+
+    made = api.post(f"/projects/{project}/holds", json={"reference_id": "h", "hold_id": "h1", "wallet_id": "a", "to_wallet_id": "b", "amount": "6.00"})
+    assert made.status_code == 201, made.text
+    assert made.headers["Location"] == f"/projects/{project}/holds/h1" and made.json()["hold"]["status"] == "Active"
+    wallet = api.get(f"/projects/{project}/wallets/a").json()
+    assert (wallet["balance"], wallet["held"], wallet["available"]) == ("10.00", "6.00", "4.00")
+    short = api.post(f"/projects/{project}/transactions", json={"reference_id": "t", "operations": [{"type": "Redeem", "wallet_id": "a", "amount": "5.00"}]})
+    assert short.status_code == 409 and error_code(short) == "InsufficientFunds"
+    too_much = api.post(f"/projects/{project}/holds/h1/capture", json={"amount": "6.01"})
+    assert too_much.status_code == 409 and error_code(too_much) == "HoldAmountExceeded", too_much.text
+    captured = api.post(f"/projects/{project}/holds/h1/capture", json={"amount": "2.50"})
+    assert captured.status_code == 200, captured.text
+    assert [(e["type"], e["wallet_id"], e["amount"]) for e in captured.json()["transaction"]["entries"]] == [
+        ("Release", "a", "6.00"), ("Debit", "a", "2.50"), ("Credit", "b", "2.50")]
+    again = api.post(f"/projects/{project}/holds/h1/void", json={})
+    assert again.status_code == 409 and error_code(again) == "HoldNotActive"
+    hold = api.get(f"/projects/{project}/holds/h1").json()
+    assert (hold["status"], hold["captured"], hold["finished_by"]) == ("Captured", "2.50", captured.json()["transaction"]["transaction_id"])
+    assert api.get(f"/projects/{project}/holds/nope").status_code == 404
+
+    # Expiry: the next request touching the wallet, appended after expires_at, releases it first.
+    soon = (datetime.now(UTC) + timedelta(seconds=2)).isoformat()
+    made = api.post(f"/projects/{project}/holds", json={"reference_id": "h2", "hold_id": "h2", "wallet_id": "a", "amount": "7.50", "expires_at": soon})
+    assert made.status_code == 201, made.text
+    assert api.get(f"/projects/{project}/wallets/a/holds", params={"status": "Active"}).json()["items"][0]["hold_id"] == "h2"
+    time.sleep(2.5)
+    spent = api.post(f"/projects/{project}/transactions", json={"reference_id": "t2", "operations": [{"type": "Redeem", "wallet_id": "a", "amount": "7.50"}]})
+    assert spent.status_code == 201, spent.text
+    late = api.post(f"/projects/{project}/holds/h2/capture", json={})
+    assert late.status_code == 409 and error_code(late) == "HoldExpired"
+    assert api.get(f"/projects/{project}/holds/h2").json()["status"] == "Expired"
+    entries = api.get(f"/projects/{project}/wallets/a/entries").json()["items"]
+    assert [(e["type"], e["amount"], e["available_after"]) for e in entries[-2:]] == [("Release", "7.50", "7.50"), ("Redeem", "7.50", "0.00")]
+    at_hold = api.get(f"/projects/{project}/wallets/a/balance", params={"at": entries[-3]["created_at"]}).json()
+    assert (at_hold["balance"], at_hold["held"], at_hold["available"]) == ("7.50", "7.50", "0.00")

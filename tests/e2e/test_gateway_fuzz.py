@@ -32,7 +32,7 @@ def test_openapi_fuzzing_finds_no_server_error(gateway_stack: GatewayStack) -> N
 
     schema = schemathesis.openapi.from_url(f"{gateway_stack.base_url}/openapi.json")
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 35  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, balance at an instant, statement, reversal
+    assert len(operations) == 40  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, balance at an instant, statement, reversal, 5 of holds
     headers = {"X-Api-Key": gateway_stack.operator_key}
     failures: list[str] = []
     statuses: Counter[int] = Counter()

@@ -485,11 +485,11 @@ async def test_a_body_that_is_not_json_is_a_validation_error_of_the_body(gw: Gat
 ALL_ROUTES = [route for router in ROUTERS for route in router.routes]
 ROUTES = [route for route in ALL_ROUTES if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None]
 # Values every path parameter refuses (422 for a key that reaches the request).
-MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01", "keyId": "bad!"}
+MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01", "keyId": "bad!", "holdId": "bad!"}
 
 
 def test_every_route_checks_its_reach_first() -> None:
-    assert len(ROUTES) == 35  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, a balance at an instant, a statement, a reversal
+    assert len(ROUTES) == 40  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, a balance at an instant, a statement, a reversal, 5 of holds
     assert all(isinstance(route, GatewayRoute) for route in ALL_ROUTES)
     assert {route.path for route in ALL_ROUTES if route not in ROUTES} == {"/health"}
 

@@ -127,10 +127,10 @@ class MemoryReads:
         self.calls.append(("wallet_entries", (wallet_id, fractions, period)))
         return _page([], paging)
 
-    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> int:
-        """12.34 at NOW and after, 0 before: one Issue at NOW."""
+    def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]:
+        """12.34 at NOW and after (2.00 of it held), 0 before: one Issue and one Hold at NOW."""
         self.calls.append(("balance_before", (wallet_id, instant, inclusive)))
-        return 1234 if instant > NOW or (inclusive and instant == NOW) else 0
+        return (1234, 1034) if instant > NOW or (inclusive and instant == NOW) else (0, 0)
 
     def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
         self.calls.append(("list_transactions", (period, reference_id)))
@@ -281,7 +281,7 @@ def test_wallet_entries_are_read_in_the_wallets_asset_scale(gw: Gateway) -> None
 def test_a_balance_at_an_instant_comes_from_the_last_entry_at_or_before_it(gw: Gateway) -> None:
     at = gw.call("GET", "/projects/p/wallets/carol-w/balance", params={"at": "2026-01-01T00:00:00"})  # no offset: UTC, = NOW
     assert at.status_code == 200, at.text
-    assert {k: at.json()[k] for k in ("balance", "held", "available", "asset_id")} == {"balance": "12.34", "held": "0.00", "available": "12.34", "asset_id": "usd"}
+    assert {k: at.json()[k] for k in ("balance", "held", "available", "asset_id")} == {"balance": "12.34", "held": "2.00", "available": "10.34", "asset_id": "usd"}
     assert gw.reads.calls[-1] == ("balance_before", ("carol-w", NOW, True))
     now = gw.call("GET", "/projects/p/wallets/carol-w/balance").json()  # default: now (after NOW)
     assert now["balance"] == "12.34" and datetime.fromisoformat(now["at"]) > NOW
@@ -447,7 +447,7 @@ def test_only_an_operator_creates_projects(gw: Gateway) -> None:
 def test_openapi_names_path_parameters_as_the_url_does(gw: Gateway) -> None:
     document = gw.http.get("/openapi.json").json()
     operations = [(path, operation) for path, item in document["paths"].items() for operation in item.values()]
-    assert len(operations) == 35
+    assert len(operations) == 40
     for path, operation in operations:
         in_path = {parameter["name"] for parameter in operation.get("parameters", []) if parameter["in"] == "path"}
         assert in_path == set(re.findall(r"\{(\w+)\}", path)), (path, in_path)
@@ -472,3 +472,22 @@ def test_the_gateway_imports_none_of_the_processors_insides() -> None:
 def test_no_gateway_route_needs_a_noqa() -> None:
     for path in (ROOT / "processor" / "gateway").rglob("*.py"):
         assert "noqa" not in path.read_text(encoding="utf-8"), path
+
+
+def test_every_path_parameter_of_a_write_is_named_in_its_errors() -> None:
+    """A write joins its path's IDs to the body (dependencies.Writer.request); each needs the name
+    its errors give it, or the write fails with a 500 instead of a 422 (the holds routes did)."""
+    import re
+
+    from processor.gateway.dependencies import _PATH_FIELDS
+    from processor.gateway.routes import ROUTERS
+
+    named = {value.removeprefix("path.") for value in _PATH_FIELDS.values()}
+    in_writes = {
+        parameter
+        for router in ROUTERS
+        for route in router.routes
+        if getattr(route, "methods", set()) & {"POST", "PUT", "PATCH", "DELETE"}
+        for parameter in re.findall(r"{(\w+)}", route.path)  # type: ignore[attr-defined]
+    }
+    assert in_writes - {"keyId"} <= named, in_writes - named  # keyId: signing keys are no contract request

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from processor.gateway.routes import assets, customers, health, project_signing_keys, projects, request_results, transactions, wallets
+from processor.gateway.routes import assets, customers, health, holds, project_signing_keys, projects, request_results, transactions, wallets
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
@@ -18,6 +18,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     wallets.router,
     assets.router,
     transactions.router,
+    holds.router,
     customers.router,
     request_results.router,
     project_signing_keys.router,

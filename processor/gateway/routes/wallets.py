@@ -131,14 +131,15 @@ AtQuery = Annotated[datetime | None, Query(description="ISO 8601; without an off
 def get_wallet_balance_at(
     project_id: ProjectIdPath, wallet_id: WalletIdPath, principal: WalletReader, db: ReadsDep, at: AtQuery = None
 ) -> WalletBalanceView:
-    """The wallet's balance as of `at` (its last entry at or before it); 404 before the wallet existed."""
+    """The wallet's balance, held and available as of `at` (its last entry at or before it); 404
+    before the wallet existed."""
     now = datetime.now(UTC)
     instant = min(as_utc(at) if at is not None else now, now)  # nothing is known of the future
     wallet, fractions = _wallet_and_scale(db, principal, project_id=project_id, wallet_id=wallet_id, since=instant)
-    balance = format_minor_units(db.balance_before(project_id, wallet_id, instant=instant, inclusive=True), fractions=fractions)
-    held = format_minor_units(0, fractions=fractions)
+    balance, available = db.balance_before(project_id, wallet_id, instant=instant, inclusive=True)
+    amounts = {name: format_minor_units(value, fractions=fractions) for name, value in (("balance", balance), ("held", balance - available), ("available", available))}
     ids = {"project_id": project_id, "wallet_id": wallet_id, "asset_id": wallet.asset_id}
-    return WalletBalanceView(**ids, at=instant, balance=balance, held=held, available=balance)
+    return WalletBalanceView(**ids, at=instant, **amounts)
 
 
 @router.get(
@@ -154,7 +155,7 @@ def get_wallet_statement(
     if chosen.start is None or chosen.end is None:
         raise invalid("query.from" if chosen.start is None else "query.to", "is required for a statement")
     wallet, fractions = _wallet_and_scale(db, principal, project_id=project_id, wallet_id=wallet_id, since=None)
-    opening, closing = (db.balance_before(project_id, wallet_id, instant=t, inclusive=False) for t in (chosen.start, chosen.end))
+    opening, closing = (db.balance_before(project_id, wallet_id, instant=t, inclusive=False)[0] for t in (chosen.start, chosen.end))
     return WalletStatementView(
         project_id=project_id,
         wallet_id=wallet_id,
