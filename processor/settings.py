@@ -144,6 +144,10 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
     batch_linger_ms: int = Field(default=5, ge=0, le=10_000, description="how long a poll waits to fill a batch")
     max_request_bytes: int = Field(default=1_048_576, ge=1024, description="larger records go to the DLQ")
     create_topics: bool = Field(default=True, description="create the topics at start when missing")
+    hold_sweep_seconds: float = Field(
+        default=5.0, ge=0, le=3600, description="how often holds past their expiry on idle wallets get a hold.expire (0: never)"
+    )
+    hold_sweep_limit: int = Field(default=1000, ge=1, le=100_000, description="hold.expire records published per sweep, at most")
 
     @field_validator("requests_topic", "results_topic", "dlq_topic")
     @classmethod
@@ -168,6 +172,8 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
             "CLOUDWALLET_REQUESTS_PARTITIONS": str(self.requests_partitions),
             "CLOUDWALLET_RESULTS_PARTITIONS": str(self.results_partitions),
             "CLOUDWALLET_MAX_REQUEST_BYTES": str(self.max_request_bytes),
+            "CLOUDWALLET_HOLD_SWEEP_SECONDS": str(self.hold_sweep_seconds),
+            "CLOUDWALLET_HOLD_SWEEP_LIMIT": str(self.hold_sweep_limit),
             "CLOUDWALLET_REQUIRE_SIGNATURES": str(self.require_signatures).lower(),
             **({"CLOUDWALLET_SIGNING_MASTER_KEY_FILE": str(self.signing_master_key_file)} if self.signing_master_key_file else {}),
         }

@@ -37,6 +37,11 @@ _KEY_ID = re.compile(r"[0-9a-f]{16}")
 _TOKEN = re.compile(r"cws_([0-9a-f]{16})_([A-Za-z0-9_-]{43})")
 _SIGNATURE = re.compile(rb"[0-9a-f]{64}")
 MIN_MASTER_BYTES = 32
+# The ledger's own key: signs the hold.expire records the processor's sweep publishes
+# (processor/stream/hold_sweep.py). Derived from the master secret like every key but kept in no
+# table, and good for nothing else: a hold.expire only applies what the log decides anyway.
+LEDGER_KEY_ID = "0" * 16
+LEDGER_REQUEST_TYPES = frozenset({"hold.expire"})
 
 
 class SigningError(ValueError):
@@ -74,7 +79,9 @@ def signature(secret: bytes, value: bytes) -> str:
 
 
 def new_key_id() -> str:
-    return secrets.token_hex(8)
+    while (key_id := secrets.token_hex(8)) == LEDGER_KEY_ID:  # 1 in 2**64, never the ledger's
+        pass
+    return key_id
 
 
 def derive_secret(master: bytes, key_id: str) -> bytes:
@@ -123,12 +130,18 @@ class Verifier:
         self.required = required
         self._secrets: dict[str, bytes] = {}
 
-    def refusal(self, *, value: bytes, key_id: bytes | None, signed: bytes | None, project_id: str | None, scope: KeyScope | None) -> str | None:
+    def refusal(
+        self, *, value: bytes, key_id: bytes | None, signed: bytes | None, project_id: str | None, scope: KeyScope | None, request_type: str
+    ) -> str | None:
         """Why this record may not act (None: it may). `scope` is the key named by `key_id`."""
         if key_id is None and signed is None:
             return "the request is not signed (signature_key_id and signature headers)" if self.required else None
         if key_id is None or signed is None:
             return "the request has only one of the signature_key_id and signature headers"
+        if key_id == LEDGER_KEY_ID.encode() and self.master is not None:
+            if request_type not in LEDGER_REQUEST_TYPES:
+                return f"signing key {LEDGER_KEY_ID} (the ledger's own) signs only {', '.join(sorted(LEDGER_REQUEST_TYPES))}"
+            scope = KeyScope(key_id=LEDGER_KEY_ID, project_id=None, revoked=False, secret_sha256=secret_sha256(derive_secret(self.master, LEDGER_KEY_ID)))
         if scope is None or self.master is None:
             return "the request is signed with an unknown signing key"
         if scope.revoked:
@@ -141,6 +154,10 @@ class Verifier:
         if scope.project_id is not None and scope.project_id != project_id:
             return f"signing key {scope.key_id} may not act in this project"
         return None
+
+    def ledger_key(self) -> SigningKey | None:
+        """The key the processor signs its own requests with (None without a master secret)."""
+        return None if self.master is None else key_for(self.master, LEDGER_KEY_ID)
 
     def _secret(self, scope: KeyScope) -> bytes | None:
         secret = self._secrets.get(scope.key_id)

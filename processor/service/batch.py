@@ -242,6 +242,7 @@ def _authenticate(
             signed=record.header_bytes(SIGNATURE_HEADER),
             project_id=request_project_id(request),
             scope=scopes.get(key_id_of(raw_key_id) or ""),
+            request_type=request.type,
         )
         if reason is None:
             checked.append(item)

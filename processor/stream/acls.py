@@ -7,6 +7,7 @@
 | processor | READ          | the requests topic; its consumer group (join, fetch and commit offsets) |
 | processor | WRITE, CREATE | the results topic, the DLQ, and reply topics named `<results>.reply.*` |
 | processor | CREATE        | the requests topic (it creates missing topics at start) |
+| processor | WRITE         | the requests topic: the hold.expire records of its sweep (processor/stream/hold_sweep.py) |
 | gateway, client | WRITE   | the requests topic |
 | gateway, client | READ    | the results topic (read without a consumer group) |
 
@@ -79,6 +80,7 @@ def bindings(*, requests_topic: str, results_topic: str, dlq_topic: str, consume
     table = [
         AclBinding(principal=processor, resource=topic, name=requests_topic, operation=Operation.READ),
         AclBinding(principal=processor, resource=topic, name=requests_topic, operation=Operation.CREATE),
+        AclBinding(principal=processor, resource=topic, name=requests_topic, operation=Operation.WRITE),
         AclBinding(principal=processor, resource=Resource.GROUP, name=consumer_group, operation=Operation.READ),
     ]
     for name in (results_topic, dlq_topic):

@@ -47,6 +47,7 @@ from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dea
 from processor.stream.results_stage import CommittedBatch, ResultsStage
 from processor.stream.publishing import publish_records
 from processor.stream.retries import broker_unavailable, until_it_works
+from processor.stream.hold_sweep import HoldSweep
 from processor.stream.topics import ensure_topics
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
 
@@ -240,6 +241,11 @@ class Processor:
             decoder=lambda message: message.body,
         )
         self.subscriber(self.handle_batch)
+        # Holds past their expiry on idle wallets get a hold.expire in the log (hold_sweep.py).
+        self.hold_sweep = HoldSweep(
+            engine=self.engine, producer=lambda: self.producer, requests_topic=settings.requests_topic, signing_key=self.verifier.ledger_key(),
+            every_seconds=settings.hold_sweep_seconds, limit=settings.hold_sweep_limit,
+        )  # fmt: skip
 
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
         """Stage 1: apply and commit the batch to PostgreSQL, then hand it to stage 2 and return
@@ -379,6 +385,7 @@ class Processor:
         await self.producer.start()
         self.reply_targets = ReplyTargets(producer=self.producer, forbidden=(self.settings.requests_topic, self.settings.dlq_topic))
         self.results.start()
+        self.hold_sweep.start()
 
     async def after_startup(self) -> None:
         tune_gc()
@@ -387,6 +394,7 @@ class Processor:
         # Before the consumer stops: the batches applied go out and their offsets are committed
         # while the consumer can still commit; batches polled from now on are left for later.
         self.stopping = True
+        await self.hold_sweep.stop()
         await self.drain()
 
     async def after_shutdown(self) -> None:

@@ -7,6 +7,7 @@ import hashlib
 import json
 import uuid
 from collections import Counter, defaultdict
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import sqlalchemy as sa
@@ -178,6 +179,32 @@ async def test_seed_example_through_kafka(processors, client, db):
     with db.connect() as connection:
         balances = dict(connection.execute(sa.text("SELECT wallet_id, balance FROM wallets WHERE project_id = :p"), {"p": project}).all())
     assert balances == {"W1": 0, "W2": 1800}
+
+
+async def test_holds_on_an_idle_wallet_are_expired_by_the_sweep_through_the_log(processors, client, db):
+    """No request touches the wallet after the hold: the processor's sweep publishes a hold.expire
+    (signed with the ledger's own key, the topology requires signatures) and the hold expires."""
+    processors(extra_env={"CLOUDWALLET_HOLD_SWEEP_SECONDS": "0.5"})
+    project = f"sweep-{uuid.uuid4().hex[:8]}"
+    await submit_all(client, project_setup(project, ["W1"]))
+    funded = await client.submit({"type": "transaction.run", "project_id": project, "reference_id": "fund", "operations": [{"type": "Issue", "wallet_id": "W1", "amount": "5"}]})
+    assert funded.status.value == "Completed"
+    soon = (datetime.now(UTC) + timedelta(seconds=1)).isoformat()
+    made = await client.submit({"type": "hold.create", "project_id": project, "reference_id": "h", "hold_id": "h1", "wallet_id": "W1", "amount": "4", "expires_at": soon})
+    assert made.status.value == "Completed", made.error
+    row = None
+    for _ in range(60):
+        await asyncio.sleep(0.25)
+        with db.connect() as connection:
+            row = connection.execute(sa.text(
+                "SELECT h.status, h.finished_by, w.held FROM holds h JOIN wallets w USING (project_id, wallet_id) WHERE h.project_id = :p"), {"p": project}).one()
+        if row.status != "Active":
+            break
+    assert row is not None and (row.status, int(row.held)) == ("Expired", 0), row
+    with db.connect() as connection:
+        expiry = connection.execute(sa.text("SELECT reference_id, status FROM transactions WHERE project_id = :p AND transaction_id = :t"), {"p": project, "t": row.finished_by}).one()
+    assert tuple(expiry) == ("~expire/h1", "Completed")
+    assert audit_ledger(db, project_id=project).ok
 
 
 async def test_poison_messages_go_to_the_dlq_or_fail_and_never_block_the_partition(processors, client, topology, db):

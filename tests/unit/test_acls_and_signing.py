@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from schemas.signing import KeyScope, SigningError, SigningKey, Verifier, derive_secret, key_for, secret_sha256
+from schemas.signing import LEDGER_KEY_ID, KeyScope, SigningError, SigningKey, Verifier, derive_secret, key_for, secret_sha256
 from processor.stream import acls
 
 TABLE = acls.bindings(
@@ -31,6 +31,7 @@ def test_only_the_processor_reads_requests_uses_its_group_and_writes_results_and
     assert granted("User:processor") == {
         ("READ", "TOPIC", "wallet.requests"),
         ("CREATE", "TOPIC", "wallet.requests"),
+        ("WRITE", "TOPIC", "wallet.requests"),  # the hold sweep's hold.expire, signed with the ledger's own key
         ("READ", "GROUP", "cloudwallet-processor"),
         ("WRITE", "TOPIC", "wallet.results"),
         ("CREATE", "TOPIC", "wallet.results"),
@@ -48,10 +49,13 @@ def scope(key: SigningKey, *, project: str | None, revoked: bool = False, master
     return KeyScope(key_id=key.key_id, project_id=project, revoked=revoked, secret_sha256=secret_sha256(derive_secret(master, key.key_id)))
 
 
-def refusal(key: SigningKey | None, value: bytes, *, scope_: KeyScope | None, project: str | None = "a", required: bool = True, sent: bytes | None = None) -> str | None:
+def refusal(
+    key: SigningKey | None, value: bytes, *, scope_: KeyScope | None, project: str | None = "a", required: bool = True, sent: bytes | None = None,
+    request_type: str = "transaction.run",
+) -> str | None:
     headers = dict(key.headers(sent if sent is not None else value)) if key else {}
     return Verifier(master=MASTER, required=required).refusal(
-        value=value, key_id=headers.get("signature_key_id"), signed=headers.get("signature"), project_id=project, scope=scope_
+        value=value, key_id=headers.get("signature_key_id"), signed=headers.get("signature"), project_id=project, scope=scope_, request_type=request_type
     )
 
 
@@ -76,7 +80,19 @@ def test_a_guessed_secret_or_a_malformed_signature_is_refused() -> None:
     assert "does not match" in refusal(guessed, value, scope_=scope(key, project="a"))
     verifier = Verifier(master=MASTER, required=True)
     for signed in (b"", b"zz" * 32, b"0" * 63, "é".encode() * 32):
-        assert verifier.refusal(value=value, key_id=key.key_id.encode(), signed=signed, project_id="a", scope=scope(key, project="a")) is not None
+        assert verifier.refusal(value=value, key_id=key.key_id.encode(), signed=signed, project_id="a", scope=scope(key, project="a"), request_type="x") is not None
+
+
+def test_the_ledgers_own_key_signs_hold_expire_in_any_project_and_nothing_else() -> None:
+    ledger = Verifier(master=MASTER, required=True).ledger_key()
+    assert ledger is not None and ledger.key_id == LEDGER_KEY_ID
+    value = b'{"type":"hold.expire","project_id":"b"}'
+    assert refusal(ledger, value, scope_=None, project="b", request_type="hold.expire") is None  # in no table: the verifier knows it
+    assert "signs only hold.expire" in refusal(ledger, value, scope_=None, request_type="transaction.run")
+    assert "does not match" in refusal(ledger, value, scope_=None, sent=value + b" ", request_type="hold.expire")
+    forged = key_for(b"another deployment's master secret!!", LEDGER_KEY_ID)
+    assert "does not match" in refusal(forged, value, scope_=None, request_type="hold.expire")
+    assert Verifier(master=None, required=False).ledger_key() is None
 
 
 def test_tokens_round_trip_and_bad_ones_say_what_a_token_is() -> None:
