@@ -2,7 +2,8 @@
 
 Starts `cloudwallet run` as a child process, sends the seed's vocabulary through the client
 library (project, asset, customers, wallets, transactions including the seed's failing W1/W2
-example and its fixed order), prints every result, then stops the processor.
+example and its fixed order), then what goes beyond the seed (a reversal, a hold captured, a
+hold expiring), prints every result, then stops the processor.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +25,7 @@ from schemas.signing import SigningKey
 from processor.signing_keys import tool_signing_key
 from processor.storage.migrate import upgrade_to_head
 from processor.stream.topics import ensure_topics
-from schemas.results import Result
+from schemas.results import EntryType, EntryView, Result
 from schemas.ids import derive_transaction_id
 
 
@@ -34,12 +36,18 @@ def _line(step: str, result: Result) -> str:
         outcome += f" {result.error.code.value}{where}: {result.error.message}"
     balances = ""
     if result.transaction is not None and result.transaction.entries:
-        balances = "  entries: " + ", ".join(
-            f"{e.type.value} {e.wallet_id} {e.amount} -> {e.balance_after}" for e in result.transaction.entries
-        )
+        balances = "  entries: " + ", ".join(_entry(e) for e in result.transaction.entries)
     elif result.wallet is not None:
         balances = f"  wallet {result.wallet.wallet_id}: {result.wallet.status.value}, balance {result.wallet.balance}"
+    if result.hold is not None:
+        balances += f"  hold {result.hold.hold_id}: {result.hold.status.value}"
     return f"  {step:<52} {outcome}{balances}"
+
+
+def _entry(entry: EntryView) -> str:
+    if entry.type in (EntryType.Hold, EntryType.Release):  # the balance stays; what is available moves
+        return f"{entry.type.value} {entry.wallet_id} {entry.amount} -> available {entry.available_after}"
+    return f"{entry.type.value} {entry.wallet_id} {entry.amount} -> {entry.balance_after}"
 
 
 async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> int:
@@ -47,7 +55,9 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
     project = f"demo-{run}"
     w1, w2, fees = f"W1-{run}", f"W2-{run}", f"fees-{run}"
     fee_transaction = derive_transaction_id(project_id=project, reference_id=f"fee-{run}")
-    steps: list[tuple[str, dict[str, Any]]] = [
+    # Expiry is decided by the log time of each request: a capture appended after it is too late.
+    expiry = datetime.now(UTC) + timedelta(seconds=6)
+    steps: list[tuple[str, dict[str, Any] | None]] = [
         ("create project", {"type": "project.create", "project_id": project, "name": "Demo shop"}),
         ("create asset USD (fractions 100)", {"type": "asset.create", "asset_id": "usd", "code": "USD", "name": "US dollar", "fractions": 100}),
         ("upsert customer alice@example.com", {"type": "customer.upsert", "customer_id": "alice@example.com", "name": "Alice"}),
@@ -73,6 +83,16 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
         ("reverse it again", {"type": "transaction.reverse", "transaction_id": fee_transaction}),
         ("W2 pays the 0.25 fee once more", {"type": "transaction.run", "operations": [
             {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": fees, "amount": "0.25"}]}),
+        ("hold 3 of W2 for a booking (toward the fee wallet)", {"type": "hold.create", "hold_id": f"booking-{run}", "wallet_id": w2,
+            "to_wallet_id": fees, "amount": "3"}),
+        ("W2 transfers 15 while 3 of it is held", {"type": "transaction.run", "operations": [
+            {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": w1, "amount": "15"}]}),
+        ("capture 2.50 of the booking (the rest is released)", {"type": "hold.capture", "hold_id": f"booking-{run}", "amount": "2.50"}),
+        ("capture the booking again", {"type": "hold.capture", "hold_id": f"booking-{run}"}),
+        (f"hold 1 of W2 until {expiry:%H:%M:%S}", {"type": "hold.create", "hold_id": f"short-{run}", "wallet_id": w2, "amount": "1",
+            "expires_at": expiry.isoformat()}),
+        (f"(waiting until after {expiry:%H:%M:%S})", None),
+        ("capture that hold after its expiry", {"type": "hold.capture", "hold_id": f"short-{run}"}),
         ("amount with too many decimals", {"type": "transaction.run", "operations": [
             {"type": "Issue", "wallet_id": w1, "amount": "0.001"}]}),
         ("suspend customer 42 (suspends W2)", {"type": "customer.suspend", "customer_id": "42"}),
@@ -88,6 +108,10 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
     ) as client:
         print(f"\nSample traffic for project {project} (requests -> {settings.requests_topic}, results <- {settings.results_topic}):")
         for index, (step, body) in enumerate(steps):
+            if body is None:
+                print(f"  {step}", flush=True)
+                await asyncio.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()) + 0.5)
+                continue
             request = {"reference_id": f"{run}-{index}", **body}
             if request["type"] != "project.create":
                 request["project_id"] = project
