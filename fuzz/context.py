@@ -16,7 +16,7 @@ REQUEST_TYPES = (
     "project.create", "project.rename", "asset.create", "asset.rename", "asset.delete",
     "customer.upsert", "customer.suspend", "customer.resume", "customer.delete",
     "wallet.open", "system_wallet.open", "wallet.set_status", "wallet.rename", "wallet.set_description",
-    "transaction.run",
+    "transaction.run", "transaction.reverse", "hold.create", "hold.capture", "hold.void", "hold.expire",
 )  # fmt: skip
 # Header names the processor writes on answers: a request never carries them, so reading the
 # requests topic back (a reply_to target) can never mistake a request for an answer.
@@ -78,6 +78,7 @@ class Context:
     max_request_bytes: int
     broker_max_bytes: int
     recent_valid: deque[ValidSent] = field(default_factory=lambda: deque(maxlen=512))
+    recent_holds: deque[str] = field(default_factory=lambda: deque(maxlen=512))  # hold IDs made by valid_hold
     fragment_names: tuple[str, ...] = ()  # the hostile values mutations use (fuzz/values.py)
     reply_topics_named: set[str] = field(default_factory=set)
     near_limit_sent: int = 0

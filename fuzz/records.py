@@ -39,6 +39,7 @@ VALID: dict[str, tuple[float, Generator]] = {
     "valid": (80, valid.valid),
     "valid_retry": (10, valid.valid_retry),
     "valid_conflict": (10, valid.valid_conflict),
+    "valid_hold": (8, valid.valid_hold),
 }
 # Not weighted: a fixed, small number of ~1-2 MB records, spread evenly over the run.
 NEAR_LIMIT = "near_limit"

@@ -5,6 +5,7 @@ different payload. Hostile neighbours must never cost a valid request its answer
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 
 from fuzz.context import Context, Outgoing, ValidSent, encode
 from fuzz.world import key_of
@@ -15,6 +16,26 @@ def valid(ctx: Context, n: int) -> Outgoing:
     sent = ValidSent(request=request, key=key_of(request), value=encode(request), headers=(("correlation_id", b"v%d" % n),))
     ctx.recent_valid.append(sent)
     return Outgoing(category="valid", detail="transfer", value=sent.value, key=sent.key, headers=sent.headers)
+
+
+def valid_hold(ctx: Context, n: int) -> Outgoing:
+    """A hold on one of the fuzzer's wallets (half of them expiring within two seconds, so the
+    engine's expiry and the sweep run among hostile neighbours), or a capture or void of one."""
+    world, rng = ctx.world, ctx.rng
+    if ctx.recent_holds and rng.random() < 0.5:
+        hold_id = ctx.recent_holds.popleft()
+        kind = rng.choice(("hold.capture", "hold.void"))
+        request = {"type": kind, "project_id": world.project, "reference_id": f"v{n}", "hold_id": hold_id}
+    else:
+        source, target = rng.sample(world.wallets, 2)
+        request = {"type": "hold.create", "project_id": world.project, "reference_id": f"v{n}", "hold_id": f"fh{n}", "wallet_id": source,
+                   "amount": "0.01", **({"to_wallet_id": target} if rng.random() < 0.5 else {})}
+        if rng.random() < 0.5:
+            request["expires_at"] = (datetime.now(UTC) + timedelta(seconds=rng.uniform(0.2, 2.0))).isoformat()
+        ctx.recent_holds.append(f"fh{n}")
+        kind = "hold.create"
+    sent = ValidSent(request=request, key=key_of(request), value=encode(request), headers=(("correlation_id", b"v%d" % n),))
+    return Outgoing(category="valid_hold", detail=kind, value=sent.value, key=sent.key, headers=sent.headers)
 
 
 def valid_retry(ctx: Context, n: int) -> Outgoing:

@@ -98,6 +98,16 @@ class World:
                 return {"wallet_id": wallet, "description": text["description"]}
             case "transaction.run":
                 return {"description": text["description"], "operations": self._operations(rng)}
+            case "transaction.reverse":
+                return {"transaction_id": "00000000-0000-5000-8000-000000000000"}
+            case "hold.create":
+                return {"wallet_id": wallet, "to_wallet_id": own_wallet, "amount": "0.01", "expires_at": "2030-01-01T00:00:00Z"}
+            case "hold.capture":
+                return {"hold_id": "fuzz-hold", "amount": "0.01"}
+            case "hold.void":
+                return {"hold_id": "fuzz-hold"}
+            case "hold.expire":
+                return {"hold_id": "fuzz-hold", "reference_id": "~expire/fuzz-hold"}
         raise ValueError(f"unknown request type {request_type!r}")
 
     def _operations(self, rng: random.Random) -> list[Request]:

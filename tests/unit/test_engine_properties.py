@@ -1,6 +1,7 @@
 """Property-based: the engine, fed in random batch sizes through a dict store, agrees with
 a deliberately simple one-request-at-a-time reference model, and the ledger invariants
-hold after every step."""
+hold after every step (holds included: `available` never goes below zero, conservation
+counts held value as the balance it still is)."""
 
 from collections import defaultdict
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ ASSETS = ["a0", "a1", "a2"]
 CUSTOMERS = ["c0", "c1"]
 WALLETS = ["w0", "w1", "w2", "w3", "w4"]
 REFS = ["r0", "r1", "r2", "r3"]
+HOLDS = ["h0", "h1", "h2"]
 AMOUNTS = ["1", "2", "5", "10", "30", "0.5", "0.25", "0.001", "3.10", 7, 1]
 FRACTIONS = [1, 100, 1000]
 
@@ -36,6 +38,15 @@ class MWallet:
     customer: str | None
     status: str = "Open"
     balance: int = 0
+    held: int = 0
+
+
+@dataclass
+class MHold:
+    wallet: str
+    to: str | None
+    amount: int
+    status: str = "Active"
 
 
 class Model:
@@ -47,6 +58,7 @@ class Model:
         self.customers: dict[tuple[str, str], str] = {}
         self.wallets: dict[tuple[str, str], MWallet] = {}
         self.refs: set[tuple[str, str]] = set()
+        self.holds: dict[tuple[str, str], MHold] = {}
 
     def apply(self, r: dict[str, Any]) -> tuple[str, ErrorCode | None, int | None]:
         p, ref, kind = r["project_id"], r["reference_id"], r["type"]
@@ -115,6 +127,8 @@ class Model:
                 return None, None
             if w.status == "Closed":
                 return E.WalletClosed, None
+            if target == "Closed" and w.held != 0:
+                return E.WalletHasActiveHolds, None
             if target == "Closed" and w.balance != 0:
                 return E.WalletNotEmpty, None
             if target == "Open" and w.customer is not None and self.customers[(p, w.customer)] == "Suspended":
@@ -122,6 +136,10 @@ class Model:
             w.status = target
         elif kind == "transaction.run":
             return self._transaction(p, r["operations"])
+        elif kind == "hold.create":
+            return self._hold(p, r)
+        elif kind in ("hold.capture", "hold.void"):
+            return self._finish(p, r)
         else:
             raise AssertionError(kind)
         return None, None
@@ -146,7 +164,7 @@ class Model:
                 return E.ValidationError, i
             amount = int(minor)
             if op["type"] in ("Redeem", "Transfer"):
-                if balances[(p, names[0])] < amount:
+                if balances[(p, names[0])] - self.wallets[(p, names[0])].held < amount:
                     return E.InsufficientFunds, i
                 balances[(p, names[0])] -= amount
             if op["type"] in ("Issue", "Transfer"):
@@ -155,6 +173,61 @@ class Model:
                 balances[(p, names[-1])] += amount
         for key, balance in balances.items():
             self.wallets[key].balance = balance
+        return None, None
+
+
+    def _operable(self, p: str, name: str) -> ErrorCode | None:
+        w = self.wallets.get((p, name))
+        if w is None:
+            return E.WalletNotFound
+        return {"Closed": E.WalletClosed, "Suspended": E.WalletNotOpen}.get(w.status)
+
+    def _minor(self, p: str, wallet: str, amount: Any) -> int | None:
+        minor = Fraction(Decimal(str(amount))) * self.assets[(p, self.wallets[(p, wallet)].asset)]["fractions"]
+        return int(minor) if minor.denominator == 1 else None
+
+    def _hold(self, p: str, r: dict[str, Any]) -> tuple[ErrorCode | None, int | None]:
+        for name in (r["wallet_id"], r.get("to_wallet_id")):
+            if name is not None and (code := self._operable(p, name)) is not None:
+                return code, 0
+        source = self.wallets[(p, r["wallet_id"])]
+        if r.get("to_wallet_id") is not None and self.wallets[(p, r["to_wallet_id"])].asset != source.asset:
+            return E.AssetMismatch, 0
+        if (p, r["hold_id"]) in self.holds:
+            return E.HoldAlreadyExists, 0
+        amount = self._minor(p, r["wallet_id"], r["amount"])
+        if amount is None:
+            return E.ValidationError, 0
+        if source.balance - source.held < amount:
+            return E.InsufficientFunds, 0
+        source.held += amount
+        self.holds[(p, r["hold_id"])] = MHold(wallet=r["wallet_id"], to=r.get("to_wallet_id"), amount=amount)
+        return None, None
+
+    def _finish(self, p: str, r: dict[str, Any]) -> tuple[ErrorCode | None, int | None]:
+        hold = self.holds.get((p, r["hold_id"]))
+        if hold is None:
+            return E.HoldNotFound, 0
+        if hold.status != "Active":
+            return E.HoldNotActive, 0
+        source = self.wallets[(p, hold.wallet)]
+        if r["type"] == "hold.void":  # allowed on a Suspended wallet: nothing moves
+            source.held -= hold.amount
+            hold.status = "Voided"
+            return None, None
+        for name in (hold.wallet, hold.to):
+            if name is not None and (code := self._operable(p, name)) is not None:
+                return code, 0
+        amount = hold.amount if r.get("amount") is None else self._minor(p, hold.wallet, r["amount"])
+        if amount is None:
+            return E.ValidationError, 0
+        if amount > hold.amount:
+            return E.HoldAmountExceeded, 0
+        source.held -= hold.amount
+        source.balance -= amount
+        if hold.to is not None:
+            self.wallets[(p, hold.to)].balance += amount
+        hold.status = "Captured"
         return None, None
 
 
@@ -254,6 +327,19 @@ class LedgerMachine(RuleBasedStateMachine):
             body = dict(self.pending[-1][0])
             self.pending.append((body, self.model.apply(body)))
 
+    @rule(ref=reference, p=project, h=st.sampled_from(HOLDS), pair=st.lists(st.sampled_from(WALLETS), min_size=2, max_size=2, unique=True),
+          toward=st.booleans(), a=amounts)
+    def hold_create(self, ref: str | None, p: str, h: str, pair: list[str], toward: bool, a: Any) -> None:
+        destination = {"to_wallet_id": pair[1]} if toward else {}
+        self.submit(ref, type="hold.create", project_id=p, hold_id=h, wallet_id=pair[0], amount=a, **destination)
+
+    @rule(ref=reference, p=project, h=st.sampled_from(HOLDS), a=st.one_of(st.none(), amounts), void=st.booleans())
+    def hold_finish(self, ref: str | None, p: str, h: str, a: Any, void: bool) -> None:
+        if void:
+            self.submit(ref, type="hold.void", project_id=p, hold_id=h)
+        else:
+            self.submit(ref, type="hold.capture", project_id=p, hold_id=h, **({} if a is None else {"amount": a}))
+
     # --- the engine -------------------------------------------------------------------
 
     @rule()
@@ -288,8 +374,11 @@ class LedgerMachine(RuleBasedStateMachine):
         }
         assert {k: c.status.value for k, c in self.store.customers.items()} == self.model.customers
         assert {
-            k: (w.asset_id, w.customer_id, w.status.value, w.balance) for k, w in self.store.wallets.items()
-        } == {k: (w.asset, w.customer, w.status, w.balance) for k, w in self.model.wallets.items()}
+            k: (w.asset_id, w.customer_id, w.status.value, w.balance, w.held) for k, w in self.store.wallets.items()
+        } == {k: (w.asset, w.customer, w.status, w.balance, w.held) for k, w in self.model.wallets.items()}
+        assert {k: (h.wallet_id, h.amount, h.status.value) for k, h in self.store.holds.items()} == {
+            k: (h.wallet, h.amount, h.status) for k, h in self.model.holds.items()
+        }
         assert set(self.store.references) == self.model.refs
 
     def teardown(self) -> None:
@@ -298,19 +387,31 @@ class LedgerMachine(RuleBasedStateMachine):
     # --- invariants over the store ------------------------------------------------------
 
     @invariant()
-    def no_negative_balance(self) -> None:
-        assert all(0 <= w.balance <= MAX_BALANCE_MINOR for w in self.store.wallets.values())
+    def no_negative_balance_nor_available(self) -> None:
+        """BALANCE_IN_RANGE and AVAILABLE_NOT_NEGATIVE: 0 <= held <= balance."""
+        assert all(0 <= w.held <= w.balance <= MAX_BALANCE_MINOR for w in self.store.wallets.values())
+
+    @invariant()
+    def held_is_the_active_holds(self) -> None:
+        active: dict[tuple[str, str], int] = defaultdict(int)
+        for hold in self.store.holds.values():
+            if hold.status.value == "Active":
+                active[hold.wallet_key] += hold.amount
+        assert {k: w.held for k, w in self.store.wallets.items() if w.held} == dict(active)
 
     @invariant()
     def entries_sum_to_balances(self) -> None:
         per_wallet: dict[tuple[str, str], int] = defaultdict(int)
         last: dict[tuple[str, str], int] = {}
         issued: dict[tuple[str, str], int] = defaultdict(int)
+        held: dict[tuple[str, str], int] = defaultdict(int)
         for e in self.store.entries:
             key = (e.project_id, e.wallet_id)
-            sign = 1 if e.entry_type in (EntryType.Issue, EntryType.Credit) else -1
+            sign = {EntryType.Issue: 1, EntryType.Credit: 1, EntryType.Redeem: -1, EntryType.Debit: -1}.get(e.entry_type, 0)
             per_wallet[key] += sign * e.amount
+            held[key] += {EntryType.Hold: e.amount, EntryType.Release: -e.amount}.get(e.entry_type, 0)
             assert per_wallet[key] == e.balance_after
+            assert e.available_after == e.balance_after - held[key] >= 0
             last[key] = e.balance_after
             asset = self.store.wallets[key].asset_id
             if e.entry_type == EntryType.Issue:
