@@ -30,7 +30,9 @@ def _type_of(prop: dict[str, Any], defs: dict[str, Any]) -> tuple[str, list[str]
     if "anyOf" in prop:
         options = [o for o in prop["anyOf"] if o.get("type") != "null"]
         if len(options) == 1 and len(prop["anyOf"]) == 2:
-            return _type_of(options[0], defs)
+            # An optional field's own description (what it means here) before its type's.
+            type_text, type_notes = _type_of(options[0], defs)
+            return type_text, [prop["description"], *type_notes] if prop.get("description") else type_notes
         parts = [_type_of(o, defs) for o in options]
         notes = [n for _, ns in parts for n in ns]
         return " or ".join(t for t, _ in parts), notes
@@ -198,6 +200,20 @@ reserved for it. A Capture or Void then answers `HoldExpired`; of a finished hol
 `HoldNotActive`; more than held, `HoldAmountExceeded`; closing a wallet with an Active hold,
 `WalletHasActiveHolds`. A transaction with hold operations is not reversible. Every edge
 case: docs/holds-and-reversals.md.
+
+**Metadata.** An optional `metadata` object of string keys to string values — the client's
+own labels — on `transaction.run`, `transaction.reverse` (the reversal's own; the original's
+is not copied), `hold.create` (on the hold and on its transaction), `wallet.open`,
+`system_wallet.open`, `wallet.rename` and `customer.upsert`; operations carry none. At most
+`MAX_METADATA_KEYS` keys, each 1..`MAX_METADATA_KEY_LEN` characters of `[A-Za-z0-9_.:-]`;
+values of at most `MAX_METADATA_VALUE_LEN` characters, no NUL, no lone surrogate (else
+`ValidationError`). A `customer.upsert` or `wallet.rename` that gives `metadata` replaces the
+whole of it (`{}` clears it); one that leaves it out keeps it. Transactions, holds, wallets
+and customers show it as `metadata` (`{}` when none, also in results stored before it
+existed); a hold made by a `Hold` operation carries its transaction's, and the expiry and the
+transactions of `hold.capture` / `hold.void` have none. It never changes a ledger rule. The
+gateway lists transactions and a wallet's entries by one `metadata.<key>=<value>` query
+parameter (docs/gateway.md).
 
 Headers of every result: `request_type`, `source_topic`, `source_partition` and
 `source_offset` (the request record it answers), `correlation_id` echoed as sent (raw

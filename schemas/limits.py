@@ -18,6 +18,13 @@ MAX_ASSET_CODE_LEN: Final = 16
 
 MAX_OPERATIONS_PER_TRANSACTION: Final = 100
 
+# Metadata (transactions, holds, wallets, customers): string keys to string values, the client's
+# own labels. Bounded so that a row stays small and the GIN index on transactions cheap.
+MAX_METADATA_KEYS: Final = 16
+MAX_METADATA_KEY_LEN: Final = 64
+MAX_METADATA_VALUE_LEN: Final = 256
+METADATA_KEY_PATTERN: Final = r"^[A-Za-z0-9_.:-]+$"
+
 # Amounts: at most this many significant digits in total (integer + fraction part).
 MAX_AMOUNT_DIGITS: Final = 30
 # An amount string longer than this is rejected before it is parsed (cheap DoS guard;

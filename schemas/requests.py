@@ -31,11 +31,15 @@ from schemas.limits import (
     MAX_DESCRIPTION_LEN,
     MAX_HOLD_ID_LEN,
     MAX_FRACTIONS,
+    MAX_METADATA_KEY_LEN,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LEN,
     MAX_NAME_LEN,
     MAX_OPERATIONS_PER_TRANSACTION,
     MAX_PROJECT_ID_LEN,
     MAX_REFERENCE_ID_LEN,
     MAX_WALLET_ID_LEN,
+    METADATA_KEY_PATTERN,
 )
 from schemas.amounts import scale_of
 from schemas.ids import derive_entity_id
@@ -103,6 +107,20 @@ Name = Annotated[str, Strict(), StringConstraints(min_length=1, max_length=MAX_N
 Description = Annotated[str, Strict(), StringConstraints(max_length=MAX_DESCRIPTION_LEN), AfterValidator(_storable)]
 AssetCode = Annotated[
     str, Strict(), StringConstraints(min_length=1, max_length=MAX_ASSET_CODE_LEN, pattern=ASSET_CODE_PATTERN)
+]
+MetadataKey = Annotated[
+    str, Strict(), StringConstraints(min_length=1, max_length=MAX_METADATA_KEY_LEN, pattern=METADATA_KEY_PATTERN)
+]
+MetadataValue = Annotated[str, Strict(), StringConstraints(max_length=MAX_METADATA_VALUE_LEN), AfterValidator(_storable)]
+Metadata = Annotated[
+    dict[MetadataKey, MetadataValue],
+    Field(
+        max_length=MAX_METADATA_KEYS,
+        description=(
+            f"string keys to string values, see *Metadata*: at most {MAX_METADATA_KEYS} keys of 1..{MAX_METADATA_KEY_LEN} characters "
+            f"`[A-Za-z0-9_.:-]`, values of at most {MAX_METADATA_VALUE_LEN} characters without NUL"
+        ),
+    ),
 ]
 Fractions = Annotated[
     int,
@@ -244,6 +262,7 @@ class CustomerUpsert(_ProjectScoped):
     customer_id: CustomerId
     name: Name | None = None
     description: Description | None = None
+    metadata: Annotated[Metadata | None, Field(description="replaces the customer's metadata whole; absent: unchanged")] = None
 
 
 class CustomerSuspend(_ProjectScoped):
@@ -276,6 +295,7 @@ class WalletOpen(_ProjectScoped):
     wallet_id: WalletId | None = None
     name: Name | None = None
     description: Description | None = None
+    metadata: Metadata | None = None
 
 
 class SystemWalletOpen(_ProjectScoped):
@@ -286,6 +306,7 @@ class SystemWalletOpen(_ProjectScoped):
     wallet_id: WalletId | None = None
     name: Name | None = None
     description: Description | None = None
+    metadata: Metadata | None = None
 
 
 class WalletSetStatus(_ProjectScoped):
@@ -298,6 +319,7 @@ class WalletRename(_ProjectScoped):
     type: Literal["wallet.rename"]
     wallet_id: WalletId
     name: Name
+    metadata: Annotated[Metadata | None, Field(description="replaces the wallet's metadata whole; absent: unchanged")] = None
 
 
 class WalletSetDescription(_ProjectScoped):
@@ -311,6 +333,7 @@ class TransactionRun(_ProjectScoped):
 
     type: Literal["transaction.run"]
     description: Description | None = None
+    metadata: Metadata | None = None
     operations: Annotated[
         list[Operation], Field(min_length=1, max_length=MAX_OPERATIONS_PER_TRANSACTION)
     ]
@@ -323,6 +346,7 @@ class TransactionReverse(_ProjectScoped):
     type: Literal["transaction.reverse"]
     transaction_id: TransactionId
     description: Description | None = None
+    metadata: Annotated[Metadata | None, Field(description="the reversal's own (the original's is not copied)")] = None
 
 
 class HoldCreate(_ProjectScoped):
@@ -336,6 +360,7 @@ class HoldCreate(_ProjectScoped):
     hold_id: HoldId | None = None
     expires_at: AwareDatetime | None = None
     description: Description | None = None
+    metadata: Annotated[Metadata | None, Field(description="on the hold and on its transaction")] = None
 
     @model_validator(mode="after")
     def _distinct_wallets(self) -> "HoldCreate":

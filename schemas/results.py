@@ -33,6 +33,9 @@ __all__ = [
 ]
 
 DecimalString = Annotated[str, Field(pattern=DECIMAL_STRING_PATTERN)]
+# The client's metadata as it was given (schemas.requests.Metadata); {} for none, and in
+# results stored before metadata existed.
+MetadataView = Annotated[dict[str, str], Field(default_factory=dict)]
 
 # A transaction's operations are echoed back as they were requested.
 OperationView = Operation
@@ -72,6 +75,7 @@ class CustomerView(_View):
     name: str
     description: str
     status: CustomerStatus
+    metadata: MetadataView
 
 
 class WalletView(_View):
@@ -87,6 +91,7 @@ class WalletView(_View):
     # Reserved by Active holds, and balance - held. None only in results stored before holds.
     held: DecimalString | None = None
     available: DecimalString | None = None
+    metadata: MetadataView
 
 
 class EntryView(_View):
@@ -111,6 +116,7 @@ class HoldView(_View):
     finished_by: str | None  # the transaction that captured, voided or expired it
     created_at: datetime
     finished_at: datetime | None
+    metadata: MetadataView  # the metadata of the transaction that made the hold
 
 
 class TransactionView(_View):
@@ -125,6 +131,7 @@ class TransactionView(_View):
     created_at: datetime
     reverses: str | None = None  # the transaction this one reverses (transaction.reverse)
     reversed_by: str | None = None  # the Completed transaction that reversed this one
+    metadata: MetadataView
 
 
 class Result(_View):

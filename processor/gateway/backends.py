@@ -15,7 +15,7 @@ from typing import Protocol
 
 from processor.gateway.bodies import Page
 from processor.gateway.api_keys import Principal
-from processor.gateway.reads import Paging, Period
+from processor.gateway.reads import MetadataFilter, Paging, Period
 from processor.signing_keys import CreatedSigningKey
 from schemas.requests import RequestModel
 from schemas.results import AssetView, CustomerView, HoldView, ProjectView, Result, TransactionView, WalletView
@@ -56,7 +56,9 @@ class ReadStore(Protocol):
 
     def list_wallets(self, project_id: str, *, customer_id: str | None, paging: Paging) -> Page: ...
 
-    def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page: ...
+    def wallet_entries(
+        self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page: ...
 
     def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]: ...
 
@@ -64,7 +66,9 @@ class ReadStore(Protocol):
 
     def list_wallet_holds(self, project_id: str, wallet_id: str, *, status: str | None, paging: Paging) -> Page: ...
 
-    def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page: ...
+    def list_transactions(
+        self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page: ...
 
     def get_transaction(self, project_id: str, transaction_id: str) -> TransactionView | None: ...
 

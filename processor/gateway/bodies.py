@@ -21,6 +21,7 @@ from schemas.requests import (
     Description,
     Fractions,
     HoldId,
+    Metadata,
     Name,
     Operation,
     ProjectId,
@@ -69,12 +70,25 @@ class NameBody(_Body):
     name: Name
 
 
+class WalletRenameBody(NameBody):
+    """`wallet.rename`: the name, and metadata to replace the wallet's whole (absent: unchanged)."""
+
+    metadata: Annotated[Metadata | None, Field(description="replaces the wallet's metadata whole; absent: unchanged")] = None
+
+
 class DescriptionBody(_Body):
     description: Description
 
 
 class ReversalBody(_Body):
-    """A reversal's (or a void's) optional reference ID (or Idempotency-Key) and description."""
+    """A reversal's optional reference ID (or Idempotency-Key), description and metadata."""
+
+    description: Description | None = None
+    metadata: Annotated[Metadata | None, Field(description="the reversal's own (the original's is not copied)")] = None
+
+
+class VoidBody(_Body):
+    """A void's optional reference ID (or Idempotency-Key) and description."""
 
     description: Description | None = None
 
@@ -88,6 +102,7 @@ class HoldBody(_Body):
     to_wallet_id: WalletId | None = None
     expires_at: AwareDatetime | None = None
     description: Description | None = None
+    metadata: Annotated[Metadata | None, Field(description="on the hold and on its transaction")] = None
 
 
 class CaptureBody(_Body):
@@ -108,15 +123,20 @@ class AssetCreateBody(_Body):
     fractions: Fractions = DEFAULT_FRACTIONS
 
 
+CustomerMetadata = Annotated[Metadata | None, Field(description="replaces the customer's metadata whole; absent: unchanged")]
+
+
 class CustomerCreateBody(_Body):
     customer_id: CustomerId
     name: Name | None = None
     description: Description | None = None
+    metadata: CustomerMetadata = None
 
 
 class CustomerUpdateBody(_Body):
     name: Name | None = None
     description: Description | None = None
+    metadata: CustomerMetadata = None
 
 
 class WalletOpenBody(_Body):
@@ -125,6 +145,7 @@ class WalletOpenBody(_Body):
     wallet_id: WalletId | None = Field(default=None, description="derived from the reference ID when absent")
     name: Name | None = None
     description: Description | None = None
+    metadata: Metadata | None = None
 
 
 class SystemWalletOpenBody(_Body):
@@ -132,6 +153,7 @@ class SystemWalletOpenBody(_Body):
     wallet_id: WalletId | None = Field(default=None, description="derived from the reference ID when absent")
     name: Name | None = None
     description: Description | None = None
+    metadata: Metadata | None = None
 
 
 class WalletStatusBody(_Body):
@@ -143,6 +165,7 @@ class TransactionBody(BaseModel):
 
     reference_id: ReferenceId = Field(description="required: the idempotency key of the transaction, unique per project")
     description: Description | None = None
+    metadata: Metadata | None = None
     operations: Annotated[list[Operation], Field(min_length=1, max_length=MAX_OPERATIONS_PER_TRANSACTION)]
 
 
@@ -261,7 +284,9 @@ __all__ = [
     "SigningKeyView",
     "SystemWalletOpenBody",
     "TransactionBody",
+    "VoidBody",
     "WalletEntryView",
     "WalletOpenBody",
+    "WalletRenameBody",
     "WalletStatusBody",
 ]

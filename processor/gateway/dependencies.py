@@ -27,7 +27,7 @@ from urllib.parse import quote
 from aiokafka.errors import KafkaError
 from fastapi import Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from processor.client import ResultTimeout
 from processor.gateway.access import Member, Operator, Staff, WalletReader
@@ -35,9 +35,9 @@ from processor.gateway.backends import Publisher, ReadStore, SigningKeyStorePort
 from processor.gateway.bodies import Page, Pending
 from processor.gateway.http_errors import STATUS_BY_CODE, ErrorBody, GatewayCode, GatewayError, field_errors, invalid, not_found, validation_error
 from processor.gateway.gateway_settings import GatewaySettings
-from processor.gateway.reads import Paging, Period
-from schemas.limits import ID_PATTERN, MAX_REFERENCE_ID_LEN
-from schemas.requests import REQUEST_TYPES, AssetId, CustomerId, HoldId, ProjectId, ReferenceId, RequestModel, WalletId, request_project_id
+from processor.gateway.reads import MetadataFilter, Paging, Period
+from schemas.limits import ID_PATTERN, MAX_METADATA_KEY_LEN, MAX_REFERENCE_ID_LEN
+from schemas.requests import REQUEST_TYPES, AssetId, CustomerId, HoldId, Metadata, ProjectId, ReferenceId, RequestModel, WalletId, request_project_id
 from schemas.results import Result, Status
 
 log = logging.getLogger("gateway")
@@ -63,6 +63,7 @@ __all__ = [
     "HoldIdPath",
     "WalletIdPath",
     "as_utc",
+    "metadata_filter",
     "period",
     # stores and existence
     "ReadsDep",
@@ -152,6 +153,36 @@ def period(start: datetime | None, end: datetime | None) -> Period:
     if start is not None and end is not None and start > end:
         raise invalid("query.from", "must not be after query.to")
     return Period(start=start, end=end)
+
+
+METADATA_PREFIX = "metadata."
+_METADATA: TypeAdapter[dict[str, str]] = TypeAdapter(Metadata)
+
+
+def metadata_filter(request: Request) -> MetadataFilter | None:
+    """The one `metadata.<key>=<value>` query parameter of a list, if any; 422 naming the
+    parameter when there are several, or when its key or value breaks the contract's limits.
+
+    Its name is the client's key, so FastAPI cannot declare it: the route calls this once its
+    declared parameters are valid (as `period`)."""
+    given = [(name, value) for name, value in request.query_params.multi_items() if name.startswith(METADATA_PREFIX)]
+    if not given:
+        return None
+    (name, value), *others = given
+    if others:
+        raise invalid(f"query.{_shown(others[0][0])}", f"only one metadata filter is allowed (also given: {_shown(name)})")
+    key = name.removeprefix(METADATA_PREFIX)
+    try:
+        _METADATA.validate_python({key: value})
+    except ValidationError as error:
+        raise invalid(f"query.{_shown(name)}", str(error.errors()[0]["msg"]).removeprefix("Value error, ")) from None
+    return MetadataFilter(key=key, value=value)
+
+
+def _shown(name: str) -> str:
+    """A parameter name as an error names it: a key past the limit is cut (it is the client's text)."""
+    limit = len(METADATA_PREFIX) + MAX_METADATA_KEY_LEN
+    return name if len(name) <= limit else name[:limit] + "…"
 
 
 # --- stores --------------------------------------------------------------------------------

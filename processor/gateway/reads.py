@@ -50,6 +50,58 @@ class Period:
         return conditions
 
 
+@dataclass(frozen=True, slots=True)
+class MetadataFilter:
+    """`?metadata.<key>=<value>`: only what a transaction whose metadata holds that pair made."""
+
+    key: str
+    value: str
+
+    def holds(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+        """`metadata @> '{"key": "value"}'`: containment, which the GIN index
+        ix_transactions_metadata (jsonb_path_ops) serves."""
+        return column.contains({self.key: self.value})  # type: ignore[no-any-return]
+
+
+def _found_first(query: sa.Select[Any]) -> sa.CTE:
+    """`query` as a MATERIALIZED CTE: its rows are found before anything is ordered or limited.
+
+    Why: under row-level security (every read of the gateway's role) PostgreSQL may not use the
+    column statistics for an operator that is not leakproof, and `@>` is not: it assumes 1% of
+    the rows match. Given ORDER BY ... LIMIT it then walks the project's time index hoping to
+    meet a page of matches early, which for a rare value (an order number) reads every
+    transaction of the project. Found first, the matches come from the GIN index, and a page
+    costs what the matches cost (tests/integration/test_storage.py explains the plan). The price:
+    a value most transactions share costs a pass over them; the filter is for finding (an order
+    number), not for slicing a ledger in two."""
+    return query.cte("matching").prefix_with("MATERIALIZED")
+
+
+def transactions_query(project_id: str, *, period: Period, reference_id: str | None, metadata: MetadataFilter | None) -> sa.Select[Any]:
+    """A project's transactions (with `reversed_by`) in (created_at, transaction_id) order."""
+    t = m.transactions
+    conditions = [t.c.project_id == project_id, *period.where(t.c.created_at)]
+    if reference_id is not None:
+        conditions.append(t.c.reference_id == reference_id)
+    if metadata is None:
+        return sa.select(t, _reversed_by(t)).where(*conditions).order_by(t.c.created_at, t.c.transaction_id)
+    found = _found_first(sa.select(t).where(*conditions, metadata.holds(t.c.metadata)))
+    return sa.select(found, _reversed_by(found)).order_by(found.c.created_at, found.c.transaction_id)
+
+
+def entries_query(project_id: str, wallet_id: str, *, period: Period, metadata: MetadataFilter | None) -> sa.Select[Any]:
+    """A wallet's entries in (created_at, entry_id) order; with `metadata`, only those of the
+    transactions whose metadata holds the pair (an entry has none of its own)."""
+    e = m.wallet_entries
+    conditions = [e.c.project_id == project_id, e.c.wallet_id == wallet_id, *period.where(e.c.created_at)]
+    if metadata is None:
+        return sa.select(e).where(*conditions).order_by(e.c.created_at, e.c.entry_id)
+    t = m.transactions
+    matching = sa.select(t.c.transaction_id).where(t.c.project_id == project_id, metadata.holds(t.c.metadata))
+    found = _found_first(sa.select(e).where(*conditions, e.c.transaction_id.in_(matching)))
+    return sa.select(found).order_by(found.c.created_at, found.c.entry_id)
+
+
 def _page(rows: Sequence[Any], paging: Paging, convert: Any) -> Page:
     has_more = len(rows) > paging.page_size
     return Page(items=[convert(row) for row in rows[: paging.page_size]], page=paging.page, page_size=paging.page_size, has_more=has_more)
@@ -67,7 +119,7 @@ def _texts(row: Any) -> dict[str, str]:
 
 
 def _customer(row: Any) -> CustomerView:
-    return CustomerView(project_id=row.project_id, customer_id=row.customer_id, status=row.status, **_texts(row))
+    return CustomerView(project_id=row.project_id, customer_id=row.customer_id, status=row.status, metadata=row.metadata, **_texts(row))
 
 
 def _wallet(row: Any) -> WalletView:
@@ -76,14 +128,14 @@ def _wallet(row: Any) -> WalletView:
         for name, value in (("balance", int(row.balance)), ("held", int(row.held)), ("available", int(row.balance) - int(row.held)))
     }
     ids = {"project_id": row.project_id, "wallet_id": row.wallet_id, "asset_id": row.asset_id, "customer_id": row.customer_id}
-    return WalletView(**ids, status=row.status, created_at=row.created_at, **amounts, **_texts(row))
+    return WalletView(**ids, status=row.status, created_at=row.created_at, metadata=row.metadata, **amounts, **_texts(row))
 
 
 def _hold(row: Any) -> HoldView:
     def amount(value: Any) -> str | None:
         return None if value is None else format_minor_units(int(value), fractions=row.fractions)
 
-    columns = ("project_id", "hold_id", "wallet_id", "to_wallet_id", "status", "expires_at", "created_by", "finished_by", "created_at", "finished_at")
+    columns = ("project_id", "hold_id", "wallet_id", "to_wallet_id", "status", "expires_at", "created_by", "finished_by", "created_at", "finished_at", "metadata")
     return HoldView(**{c: getattr(row, c) for c in columns}, amount=amount(row.amount), captured=amount(row.captured))  # type: ignore[arg-type]
 
 
@@ -187,18 +239,16 @@ class Reads:
         )
         return self._page_in_project(project_id, query, paging=paging, convert=_wallet)
 
-    def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page:
-        e = m.wallet_entries
-        query = (
-            sa.select(e)
-            .where(e.c.project_id == project_id, e.c.wallet_id == wallet_id, *period.where(e.c.created_at))
-            .order_by(e.c.created_at, e.c.entry_id)
-        )
+    def wallet_entries(
+        self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page:
+        """A wallet's entries (`entries_query`), one page."""
 
         def convert(row: Any) -> WalletEntryView:
             fields = _entry_fields(row, fractions=fractions)
             return WalletEntryView(entry_id=row.entry_id, transaction_id=row.transaction_id, created_at=row.created_at, **fields)
 
+        query = entries_query(project_id, wallet_id, period=period, metadata=metadata)
         return self._page_in_project(project_id, query, paging=paging, convert=convert)
 
     def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]:
@@ -243,12 +293,12 @@ class Reads:
 
     # ----------------------------------------------------------------------------- transactions
 
-    def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
-        t = m.transactions
-        query = sa.select(t, _reversed_by(t)).where(t.c.project_id == project_id, *period.where(t.c.created_at))
-        if reference_id is not None:
-            query = query.where(t.c.reference_id == reference_id)
-        query = query.order_by(t.c.created_at, t.c.transaction_id).limit(paging.page_size + 1).offset(paging.offset)
+    def list_transactions(
+        self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page:
+        """A page of the project's transactions (`transactions_query`), each with its entries."""
+        query = transactions_query(project_id, period=period, reference_id=reference_id, metadata=metadata)
+        query = query.limit(paging.page_size + 1).offset(paging.offset)
         with self.connect(project_id=project_id) as c:
             rows = c.execute(query).all()
             shown = rows[: paging.page_size]
@@ -309,7 +359,7 @@ def _entry_fields(row: Any, *, fractions: int) -> dict[str, Any]:
     }
 
 
-def _reversed_by(t: sa.Table) -> sa.Label[Any]:
+def _reversed_by(t: sa.Table | sa.CTE) -> sa.Label[Any]:
     """The Completed reversal of each transaction, if any (one probe of uq_transactions_reversal)."""
     r = m.transactions.alias("reversal")
     found = sa.select(r.c.transaction_id).where(r.c.project_id == t.c.project_id, r.c.reverses == t.c.transaction_id, r.c.status == "Completed")
@@ -332,4 +382,5 @@ def _transaction(row: Any, entries: list[EntryView]) -> TransactionView:
         created_at=row.created_at,
         reverses=row.reverses,
         reversed_by=row.reversed_by,
+        metadata=row.metadata,
     )

@@ -37,7 +37,7 @@ from schemas.requests import request_project_id
 from processor.ledger.postings import Context, Posted, Posting, check_postings, opposite, post_operations
 from processor.ledger.rejection import Rejected, reject
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
-from processor.ledger.state import Asset, Customer, Hold, HoldKey, LedgerState, Project, TransactionKey, Wallet, WalletKey
+from processor.ledger.state import NO_METADATA, Asset, Customer, Hold, HoldKey, LedgerState, Metadata, Project, TransactionKey, Wallet, WalletKey
 from processor.ledger.views import (
     asset_view,
     build,
@@ -303,12 +303,14 @@ class _Batch:
                 description=request.description or "",
                 status=CustomerStatus.Active,
                 created_at=self.now,
+                metadata=request.metadata or NO_METADATA,
             )
         else:
             customer = replace(
                 current,
                 name=current.name if request.name is None else request.name,
                 description=current.description if request.description is None else request.description,
+                metadata=current.metadata if request.metadata is None else request.metadata,  # replaced whole, never merged
             )
         self.work.put_customer(customer)
         return self._completed(request, project_id, customer=customer_view(customer))
@@ -370,6 +372,7 @@ class _Batch:
             status=WalletStatus.Open,
             balance=0,
             created_at=self.now,
+            metadata=request.metadata or NO_METADATA,
         )
         self.work.put_wallet(wallet)
         if customer_id is not None:
@@ -394,7 +397,7 @@ class _Batch:
         if target == WalletStatus.Closed and wallet.held != 0:
             reject(ErrorCode.WalletHasActiveHolds, f"wallet {wallet.wallet_id!r} has {self._wallet_view(wallet).held} held by Active holds: capture or void them first")
         if target == WalletStatus.Closed and wallet.balance != 0:
-            reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} still holds {self._wallet_view(wallet).balance}: only an empty wallet can be closed")
+            reject(ErrorCode.WalletNotEmpty, f"wallet {wallet.wallet_id!r} has a balance of {self._wallet_view(wallet).balance}: only an empty wallet can be closed")
         if target == WalletStatus.Open and wallet.customer_id is not None:
             owner = self.work.customers[(project_id, wallet.customer_id)]  # loader contract
             if owner.status == CustomerStatus.Suspended:
@@ -404,7 +407,9 @@ class _Batch:
         return self._completed(request, project_id, wallet=self._wallet_view(wallet))
 
     def wallet_rename(self, request: WalletRename, project_id: str) -> Result:
-        wallet = replace(_existing(self.work.wallets, project_id, request.wallet_id, ErrorCode.WalletNotFound, "wallet"), name=request.name)
+        wallet = _existing(self.work.wallets, project_id, request.wallet_id, ErrorCode.WalletNotFound, "wallet")
+        # Metadata given is replaced whole, never merged; absent, it stays.
+        wallet = replace(wallet, name=request.name, metadata=wallet.metadata if request.metadata is None else request.metadata)
         self.work.put_wallet(wallet)
         return self._completed(request, project_id, wallet=self._wallet_view(wallet))
 
@@ -419,7 +424,7 @@ class _Batch:
 
     def transaction_run(self, request: TransactionRun, project_id: str) -> Result:
         operations = resolved_operations(request.operations, project_id=project_id, reference_id=request.reference_id)
-        return self._run_operations(request, project_id, operations, reverses=None)
+        return self._run_operations(request, project_id, operations, reverses=None, metadata=request.metadata or NO_METADATA)
 
     def transaction_reverse(self, request: TransactionReverse, project_id: str) -> Result:
         """The opposite of each operation of a Completed transaction, in reverse order, as one new
@@ -437,16 +442,21 @@ class _Batch:
         reversed_by = self._reversed.get(original.key) or original.reversed_by
         if reversed_by is not None:
             reject(ErrorCode.TransactionAlreadyReversed, f"transaction {named!r} was reversed by transaction {reversed_by!r}")
-        result = self._run_operations(request, project_id, [opposite(op) for op in reversed(original.operations)], reverses=named)
+        operations = [opposite(op) for op in reversed(original.operations)]
+        result = self._run_operations(request, project_id, operations, reverses=named, metadata=request.metadata or NO_METADATA)
         if result.status is Status.Completed:
             assert result.transaction is not None
             self._reversed[original.key] = result.transaction.transaction_id
         return result
 
-    def _run_operations(self, request: TransactionRun | TransactionReverse | HoldCreate | HoldCapture | HoldVoid, project_id: str, operations: list[Operation], *, reverses: str | None) -> Result:
+    def _run_operations(
+        self, request: TransactionRun | TransactionReverse | HoldCreate | HoldCapture | HoldVoid, project_id: str, operations: list[Operation], *,
+        reverses: str | None, metadata: Metadata,
+    ) -> Result:  # fmt: skip
         view, posted = self._transaction(
-            project_id=project_id, reference_id=request.reference_id, description=request.description or "", operations=operations, reverses=reverses
-        )
+            project_id=project_id, reference_id=request.reference_id, description=request.description or "", operations=operations, reverses=reverses,
+            metadata=metadata,
+        )  # fmt: skip
         if posted is None:
             assert view.error is not None
             return failed_result(
@@ -458,18 +468,21 @@ class _Batch:
         return self._completed(request, project_id, transaction=view, hold=self._hold_view(hold))
 
     def _transaction(
-        self, *, project_id: str, reference_id: str, description: str, operations: list[Operation], reverses: str | None, expiring: bool = False
+        self, *, project_id: str, reference_id: str, description: str, operations: list[Operation], reverses: str | None, metadata: Metadata,
+        expiring: bool = False,
     ) -> tuple[TransactionView, Posted | None]:
         """Post the operations as one transaction and record it: Completed with what it posted,
-        or Failed (None) naming the first operation that could not be applied."""
+        or Failed (None) naming the first operation that could not be applied. The holds it
+        makes carry its metadata."""
         transaction_id = derive_transaction_id(project_id=project_id, reference_id=reference_id)
         wallets = self.work.wallets
         record = functools.partial(
-            self._record_transaction, project_id, transaction_id, reference_id=reference_id, description=description, operations=operations, reverses=reverses
-        )
+            self._record_transaction, project_id, transaction_id, reference_id=reference_id, description=description, operations=operations, reverses=reverses,
+            metadata=metadata,
+        )  # fmt: skip
         context = Context(
             project_id=project_id, transaction_id=transaction_id, wallets=wallets, assets=self.work.assets, holds=self.work.holds,
-            log_time=self.log_time, now=self.now, expiring=expiring,
+            log_time=self.log_time, now=self.now, metadata=metadata, expiring=expiring,
         )  # fmt: skip
         try:
             posted = post_operations(operations, context)
@@ -533,6 +546,7 @@ class _Batch:
         description: str,
         operations: list[Operation],
         reverses: str | None,
+        metadata: Metadata,
         status: Status,
         entries: list[EntryView],
         error: ErrorInfo | None,
@@ -548,6 +562,7 @@ class _Batch:
                 operations=operations,
                 error=error,
                 created_at=self.now,
+                metadata=metadata,
                 reverses=reverses,
             )
         )
@@ -564,6 +579,7 @@ class _Batch:
             created_at=self.now,
             reverses=reverses,
             reversed_by=None,
+            metadata=metadata,
         )
 
     # --- holds --------------------------------------------------------------------------
@@ -573,13 +589,15 @@ class _Batch:
 
     def hold_create(self, request: HoldCreate, project_id: str) -> Result:
         (operation,) = resolved_operations([request.operation(hold_id=request.hold_id)], project_id=project_id, reference_id=request.reference_id)  # type: ignore[arg-type]
-        return self._run_operations(request, project_id, [operation], reverses=None)
+        # The Hold operation carries no metadata (operations stay small): the hold gets its transaction's.
+        return self._run_operations(request, project_id, [operation], reverses=None, metadata=request.metadata or NO_METADATA)
 
     def hold_capture(self, request: HoldCapture, project_id: str) -> Result:
-        return self._run_operations(request, project_id, [Capture(type="Capture", hold_id=request.hold_id, amount=request.amount)], reverses=None)
+        capture = Capture(type="Capture", hold_id=request.hold_id, amount=request.amount)
+        return self._run_operations(request, project_id, [capture], reverses=None, metadata=NO_METADATA)
 
     def hold_void(self, request: HoldVoid, project_id: str) -> Result:
-        return self._run_operations(request, project_id, [Void(type="Void", hold_id=request.hold_id)], reverses=None)
+        return self._run_operations(request, project_id, [Void(type="Void", hold_id=request.hold_id)], reverses=None, metadata=NO_METADATA)
 
     def hold_expire(self, request: HoldExpire, project_id: str) -> Result:
         """Answers for the expiry that `_expire_due_holds` already applied before this request
@@ -612,7 +630,7 @@ class _Batch:
             description = f"hold {hold.hold_id!r} expired at {hold.expires_at.isoformat()}"  # type: ignore[union-attr]
             view, posted = self._transaction(
                 project_id=project_id, reference_id=expiry.reference_id, description=description,
-                operations=[Void(type="Void", hold_id=hold.hold_id)], reverses=None, expiring=True,
+                operations=[Void(type="Void", hold_id=hold.hold_id)], reverses=None, metadata=NO_METADATA, expiring=True,
             )  # fmt: skip
             assert posted is not None, f"HOLD_EXPIRES: {view.error}"
 
@@ -664,6 +682,7 @@ def _with_amounts(wallet: Wallet, *, balance: int, held: int) -> Wallet:
         balance=balance,
         created_at=wallet.created_at,
         held=held,
+        metadata=wallet.metadata,
     )
 
 

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from processor.ledger.state import Asset, AssetKey, Customer, CustomerKey, Hold, Project, Wallet
+from processor.ledger.state import Asset, AssetKey, Customer, CustomerKey, Hold, Metadata, Project, Wallet
 from schemas.requests import Operation
 from schemas.results import ErrorInfo, Result
 from schemas.states import EntryType, Status
@@ -21,6 +21,7 @@ class TransactionRecord:
     operations: list[Operation]
     error: ErrorInfo | None  # None when Completed
     created_at: datetime
+    metadata: Metadata
     reverses: str | None = None  # the transaction this one reverses (transaction.reverse)
 
 

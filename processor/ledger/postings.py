@@ -16,7 +16,7 @@ from datetime import datetime
 
 from processor.ledger.invariants import check_balances_in_range, check_entries_match_balances, check_held_in_range, check_value_conserved
 from processor.ledger.rejection import reject
-from processor.ledger.state import Asset, AssetKey, Hold as HoldState, HoldKey, Wallet, WalletKey
+from processor.ledger.state import Asset, AssetKey, Hold as HoldState, HoldKey, Metadata, Wallet, WalletKey
 from schemas.amounts import format_minor_units, to_minor_units
 from schemas.errors import ErrorCode
 from schemas.limits import MAX_BALANCE_MINOR
@@ -49,6 +49,7 @@ class Context:
     holds: Mapping[HoldKey, HoldState]
     log_time: datetime  # the request's time in the log: decides expiry
     now: datetime  # the batch's clock: stamps the holds
+    metadata: Metadata  # the transaction's: the holds it makes carry it
     expiring: bool = False  # the Voids are the holds' expiry (status Expired)
 
 
@@ -172,6 +173,7 @@ def _hold(o: _Overlay, operation: Hold, index: int) -> None:
     hold = HoldState(
         project_id=c.project_id, hold_id=operation.hold_id, wallet_id=source.wallet_id, to_wallet_id=operation.to_wallet_id, amount=amount, captured=None,
         status=HoldStatus.Active, expires_at=operation.expires_at, created_by=c.transaction_id, finished_by=None, created_at=c.now, finished_at=None,
+        metadata=c.metadata,
     )  # fmt: skip
     o.posted.holds[hold.key] = hold
 

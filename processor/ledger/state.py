@@ -10,7 +10,7 @@ The engine never mutates these objects or dicts: it copies on write.
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import Final, TypeAlias
 
 from schemas.requests import Operation
 from schemas.results import Result
@@ -22,6 +22,11 @@ WalletKey: TypeAlias = tuple[str, str]  # (project_id, wallet_id)
 ReferenceKey: TypeAlias = tuple[str, str]  # (project_id, reference_id)
 TransactionKey: TypeAlias = tuple[str, str]  # (project_id, transaction_id)
 HoldKey: TypeAlias = tuple[str, str]  # (project_id, hold_id)
+Metadata: TypeAlias = dict[str, str]  # the client's labels (schemas.requests.Metadata); never read by a rule
+
+# The metadata of everything that has none: one shared dict, so that the common case costs no
+# allocation. Never mutated, like everything here (metadata is replaced whole, never edited).
+NO_METADATA: Final[Metadata] = {}
 
 
 @dataclass(slots=True, kw_only=True)
@@ -54,6 +59,7 @@ class Customer:
     description: str
     status: CustomerStatus
     created_at: datetime
+    metadata: Metadata
 
     @property
     def key(self) -> CustomerKey:
@@ -72,6 +78,7 @@ class Wallet:
     balance: int  # minor units, 0 <= balance <= MAX_BALANCE_MINOR
     created_at: datetime
     held: int = 0  # minor units reserved by Active holds: 0 <= held <= balance (AVAILABLE_NOT_NEGATIVE)
+    metadata: Metadata  # a new field must be copied by engine._with_amounts too (its hot-path copy)
 
     @property
     def key(self) -> WalletKey:
@@ -94,6 +101,7 @@ class Hold:
     finished_by: str | None
     created_at: datetime
     finished_at: datetime | None
+    metadata: Metadata  # the metadata of the transaction that made it
 
     @property
     def key(self) -> HoldKey:

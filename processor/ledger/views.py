@@ -73,6 +73,7 @@ def customer_view(customer: Customer) -> CustomerView:
         name=customer.name,
         description=customer.description,
         status=customer.status,
+        metadata=customer.metadata,
     )
 
 
@@ -90,6 +91,7 @@ def wallet_view(wallet: Wallet, *, fractions: int) -> WalletView:
         created_at=wallet.created_at,
         held=format_minor_units(wallet.held, fractions=fractions),
         available=format_minor_units(wallet.balance - wallet.held, fractions=fractions),
+        metadata=wallet.metadata,
     )
 
 
@@ -108,6 +110,7 @@ def hold_view(hold: Hold, *, fractions: int) -> HoldView:
         finished_by=hold.finished_by,
         created_at=hold.created_at,
         finished_at=hold.finished_at,
+        metadata=hold.metadata,
     )
 
 

@@ -21,7 +21,8 @@ from typing import Any
 import sqlalchemy as sa
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import Asset, Customer, Hold, HoldKey, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey, Wallet, WalletKey
+from processor.ledger.state import NO_METADATA, Asset, Customer, Hold, HoldKey, LedgerState, Project, ReferenceKey, StoredTransaction, TransactionKey
+from processor.ledger.state import Wallet, WalletKey
 from processor.ledger.state_keys import StateKeys, operation_wallet_ids
 from processor.storage import tables as m
 from processor.storage.driver import fetch, keys_in, pairs
@@ -56,6 +57,7 @@ def _to_customer(row: sa.Row[Any]) -> Customer:
         description=row.description or "",
         status=CustomerStatus(row.status),
         created_at=row.created_at,
+        metadata=row.metadata or NO_METADATA,
     )
 
 
@@ -183,11 +185,11 @@ class PostgresUnitOfWork:
         """The named holds and the Active holds of the (locked) wallets with held > 0, read after
         the wallet locks: a hold changes only under its wallet's lock."""
         for row in fetch(self.connection, SELECT_HOLDS, [*pairs(named), *pairs(holding)]):
-            project_id, hold_id, wallet_id, to_wallet_id, amount, captured, status, expires_at, created_by, finished_by, created_at, finished_at = row
+            project_id, hold_id, wallet_id, to_wallet_id, amount, captured, status, expires_at, created_by, finished_by, created_at, finished_at, metadata = row
             state.holds[(project_id, hold_id)] = Hold(
                 project_id=project_id, hold_id=hold_id, wallet_id=wallet_id, to_wallet_id=to_wallet_id, amount=int(amount),
                 captured=None if captured is None else int(captured), status=HOLD_STATUS[status], expires_at=expires_at,
-                created_by=created_by, finished_by=finished_by, created_at=created_at, finished_at=finished_at,
+                created_by=created_by, finished_by=finished_by, created_at=created_at, finished_at=finished_at, metadata=metadata or NO_METADATA,
             )  # fmt: skip
 
     def _lock_wallets(self, keys: StateKeys, state: LedgerState, *, also: set[WalletKey]) -> None:
@@ -203,7 +205,8 @@ class PostgresUnitOfWork:
             params += pairs(keys.customers_with_wallets)
         wallets = state.wallets
         rows = fetch(self.connection, LOCK_WALLETS.format(condition=" OR ".join(conditions)), params)
-        for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, held, created_at in rows:
+        # metadata: NULL when empty (statements.STORED_METADATA), then the one shared empty dict.
+        for project_id, wallet_id, asset_id, customer_id, name, description, status, balance, held, created_at, metadata in rows:
             wallets[(project_id, wallet_id)] = Wallet(
                 project_id=project_id,
                 wallet_id=wallet_id,
@@ -215,6 +218,7 @@ class PostgresUnitOfWork:
                 balance=int(balance),
                 created_at=created_at,
                 held=int(held),
+                metadata=metadata or NO_METADATA,
             )
         for customer_key in keys.customers_with_wallets:
             state.customer_wallets[customer_key] = []

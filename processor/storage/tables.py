@@ -28,6 +28,12 @@ metadata = sa.MetaData(
 MINOR_UNITS = sa.Numeric(38, 0)
 TIMESTAMP = sa.DateTime(timezone=True)
 
+
+def metadata_column() -> sa.Column[dict[str, str]]:
+    """The client's labels (string keys to string values, migration 0010); '{}' for none."""
+    return sa.Column("metadata", JSONB, nullable=False, server_default=sa.text("'{}'::jsonb"))
+
+
 projects = sa.Table(
     "projects",
     metadata,
@@ -64,6 +70,7 @@ customers = sa.Table(
     sa.Column("description", sa.Text),
     sa.Column("status", sa.Text, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),
+    metadata_column(),
     sa.CheckConstraint("status IN ('Active', 'Suspended')", name="status_known"),
 )
 
@@ -83,6 +90,7 @@ wallets = sa.Table(
     sa.Column("updated_at", TIMESTAMP, nullable=False),
     # Reserved by the wallet's Active holds; available = balance - held (migration 0009).
     sa.Column("held", MINOR_UNITS, nullable=False, server_default="0"),
+    metadata_column(),
     sa.ForeignKeyConstraint(["project_id", "asset_id"], ["assets.project_id", "assets.asset_id"]),
     sa.CheckConstraint("balance >= 0", name="balance_not_negative"),
     sa.CheckConstraint("held >= 0 AND held <= balance", name="held_within_balance"),
@@ -110,12 +118,15 @@ transactions = sa.Table(
     sa.Column("failed_operation_index", sa.Integer),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("reverses", sa.Text),  # the transaction a transaction.reverse undid (migration 0008)
+    metadata_column(),
     sa.UniqueConstraint("project_id", "reference_id"),
     sa.CheckConstraint("status IN ('Completed', 'Failed')", name="status_final"),
     sa.CheckConstraint("(status = 'Failed') = (error_code IS NOT NULL)", name="failed_has_error"),
     sa.Index("ix_transactions_time", "project_id", "created_at", "transaction_id"),
     # One Completed reversal per transaction; also how an original finds its `reversed_by`.
     sa.Index("uq_transactions_reversal", "project_id", "reverses", unique=True, postgresql_where=sa.text("reverses IS NOT NULL AND status = 'Completed'")),
+    # The listing's one metadata filter, `metadata @> '{"key": "value"}'` (containment only).
+    sa.Index("ix_transactions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
 )
 
 wallet_entries = sa.Table(
@@ -156,6 +167,7 @@ holds = sa.Table(
     sa.Column("finished_by", sa.Text),
     sa.Column("created_at", TIMESTAMP, nullable=False),
     sa.Column("finished_at", TIMESTAMP),
+    metadata_column(),
     sa.ForeignKeyConstraint(["project_id", "wallet_id"], ["wallets.project_id", "wallets.wallet_id"]),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("status IN ('Active', 'Captured', 'Voided', 'Expired')", name="status_known"),

@@ -8,6 +8,7 @@ reference's result is serialized once: the JSON stored is also the JSON publishe
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,13 +18,17 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import Hold, ReferenceKey, Wallet
+from processor.ledger.state import Hold, Metadata, ReferenceKey, Wallet
 from processor.storage import tables as m
 from processor.storage.driver import as_sqlalchemy_errors, driver_cursor, keys_in
 from processor.storage.sources import Spender
 from processor.storage.statements import COPY_ENTRIES, COPY_REFERENCES, COPY_TRANSACTIONS, UPDATE_BALANCES, UPSERT_HOLDS, UPSERT_WALLETS
 from schemas.results import Result
 
+
+def metadata_json(metadata: Metadata) -> str:
+    """Metadata as the JSON text a jsonb column takes; the common empty one without encoding."""
+    return json.dumps(metadata, ensure_ascii=False, separators=(",", ":")) if metadata else "{}"
 
 
 @dataclass(slots=True, frozen=True)
@@ -86,9 +91,9 @@ class BatchWriter:
         if outcome.customers_deleted:
             self._delete(m.customers, "customer_id", outcome.customers_deleted)
         if outcome.customers_upserted:
-            columns = ("project_id", "customer_id", "name", "description", "created_at")
+            columns = ("project_id", "customer_id", "name", "description", "created_at", "metadata")
             rows = [{**{column: getattr(x, column) for column in columns}, "status": x.status.value} for x in outcome.customers_upserted]
-            self._upsert(m.customers, rows, key=("project_id", "customer_id"), changing=("name", "description", "status", "created_at"))
+            self._upsert(m.customers, rows, key=("project_id", "customer_id"), changing=("name", "description", "status", "created_at", "metadata"))
 
     def _upsert(self, table: sa.Table, rows: list[dict[str, Any]], *, key: tuple[str, ...], changing: tuple[str, ...]) -> None:
         """One multi-row INSERT ... ON CONFLICT (key) DO UPDATE of the `changing` columns."""
@@ -102,13 +107,13 @@ class BatchWriter:
         """Every changed wallet in at most two statements.
 
         The common change, a new balance (and held amount) of a wallet loaded (and locked) by this
-        batch, is one UPDATE ... FROM unnest(ids, balances, helds); anything else (a new wallet, a status, name or
-        description change) goes through one INSERT ... ON CONFLICT DO UPDATE of every column.
+        batch, is one UPDATE ... FROM unnest(ids, balances, helds); anything else (a new wallet, a status, name,
+        description or metadata change) goes through one INSERT ... ON CONFLICT DO UPDATE of every column.
         Arrays go as binary parameters: text-format arrays cost the client ~5x more to encode.
         """
         loaded = self._loaded_wallets
         ids: list[list[str]] = [[], [], [], []]
-        full: list[list[Any]] = [[] for _ in range(11)]
+        full: list[list[Any]] = [[] for _ in range(12)]
         for w in wallets:
             before = loaded.get((w.project_id, w.wallet_id))
             if (
@@ -119,6 +124,7 @@ class BatchWriter:
                 and before.asset_id == w.asset_id
                 and before.customer_id == w.customer_id
                 and before.created_at == w.created_at
+                and before.metadata == w.metadata
             ):
                 ids[0].append(w.project_id)
                 ids[1].append(w.wallet_id)
@@ -127,7 +133,10 @@ class BatchWriter:
                 continue
             for column, value in zip(
                 full,
-                (w.project_id, w.wallet_id, w.asset_id, w.customer_id, w.name, w.description, w.status.value, str(w.balance), str(w.held), w.created_at, now),
+                (
+                    w.project_id, w.wallet_id, w.asset_id, w.customer_id, w.name, w.description, w.status.value, str(w.balance), str(w.held), w.created_at,
+                    now, metadata_json(w.metadata),
+                ),
                 strict=True,
             ):
                 column.append(value)
@@ -143,11 +152,11 @@ class BatchWriter:
 
     def _upsert_holds(self, holds: Sequence[Hold]) -> None:
         """New holds and finished ones in one INSERT ... ON CONFLICT DO UPDATE."""
-        columns: list[list[Any]] = [[] for _ in range(12)]
+        columns: list[list[Any]] = [[] for _ in range(13)]
         for h in holds:
             values = (
                 h.project_id, h.hold_id, h.wallet_id, h.to_wallet_id, str(h.amount), None if h.captured is None else str(h.captured),
-                h.status.value, h.expires_at, h.created_by, h.finished_by, h.created_at, h.finished_at,
+                h.status.value, h.expires_at, h.created_by, h.finished_by, h.created_at, h.finished_at, metadata_json(h.metadata),
             )  # fmt: skip
             for column, value in zip(columns, values, strict=True):
                 column.append(value)
@@ -172,6 +181,7 @@ class BatchWriter:
                         error.operation_index if error else None,
                         t.created_at,
                         t.reverses,
+                        metadata_json(t.metadata),
                     )
                 )
 

@@ -225,7 +225,7 @@ def test_customers(api: Api) -> None:
     alice = "alice@example.com"
     created = api.post(f"/projects/{project}/customers", json={"customer_id": alice, "name": "Alice"})
     assert created.status_code == 200, created.text
-    assert created.json()["customer"] == {"project_id": project, "customer_id": alice, "name": "Alice", "description": "", "status": "Active"}
+    assert created.json()["customer"] == {"project_id": project, "customer_id": alice, "name": "Alice", "description": "", "status": "Active", "metadata": {}}
     # PUT is the same upsert; only the given fields change.
     updated = api.put(f"/projects/{project}/customers/{alice}", json={"description": "VIP"})
     assert updated.status_code == 200 and updated.json()["customer"]["name"] == "Alice" and updated.json()["customer"]["description"] == "VIP"
@@ -959,3 +959,60 @@ def test_holds_over_http_reserve_capture_void_and_expire_by_log_time(api: Api, s
     assert [(e["type"], e["amount"], e["available_after"]) for e in entries[-2:]] == [("Release", "7.50", "7.50"), ("Redeem", "7.50", "0.00")]
     at_hold = api.get(f"/projects/{project}/wallets/a/balance", params={"at": entries[-3]["created_at"]}).json()
     assert (at_hold["balance"], at_hold["held"], at_hold["available"]) == ("7.50", "7.50", "0.00")
+
+
+# --- metadata (beyond the seed) ------------------------------------------------------------------
+
+
+def test_metadata_over_http_is_stored_shown_and_filtered_by(api: Api, stack: GatewayStack) -> None:
+    project = unique("meta")
+    setup_project(api, project)
+    made = api.ok("POST", f"/projects/{project}/system-wallets", json={"asset_id": "usd", "wallet_id": "a", "metadata": {"role": "float"}}, expect=201)
+    assert made["wallet"]["metadata"] == {"role": "float"}
+    open_system_wallet(api, project, "b")
+    order = {"order": "123", "channel": "web"}
+
+    def run(reference: str, metadata: dict[str, str] | None, *operations: dict[str, str]) -> dict:
+        body = {"reference_id": reference, "operations": list(operations), **({"metadata": metadata} if metadata is not None else {})}
+        return api.ok("POST", f"/projects/{project}/transactions", json=body, expect=201)["transaction"]
+
+    paid = run("paid", order, {"type": "Issue", "wallet_id": "a", "amount": "5.00"})
+    assert paid["metadata"] == order
+    run("other", {"order": "124"}, {"type": "Transfer", "from_wallet_id": "a", "to_wallet_id": "b", "amount": "1.00"})
+    run("plain", None, {"type": "Transfer", "from_wallet_id": "a", "to_wallet_id": "b", "amount": "2.00"})
+    held = api.ok("POST", f"/projects/{project}/holds", json={"reference_id": "held", "hold_id": "h1", "wallet_id": "a", "amount": "1.00", "metadata": {"order": "123"}}, expect=201)
+    assert held["hold"]["metadata"] == held["transaction"]["metadata"] == {"order": "123"}
+
+    found = api.get(f"/projects/{project}/transactions", params={"metadata.order": "123"})
+    assert found.status_code == 200, found.text
+    assert [(t["reference_id"], t["metadata"]) for t in found.json()["items"]] == [("paid", order), ("held", {"order": "123"})]
+    assert [t["reference_id"] for t in api.get(f"/projects/{project}/transactions", params={"metadata.channel": "web"}).json()["items"]] == ["paid"]
+    assert api.get(f"/projects/{project}/transactions", params={"metadata.order": "999"}).json()["items"] == []
+    plain = api.get(f"/projects/{project}/transactions", params={"reference_id": "plain"}).json()["items"]
+    assert [t["metadata"] for t in plain] == [{}]
+
+    entries = api.get(f"/projects/{project}/wallets/a/entries", params={"metadata.order": "123"})
+    assert entries.status_code == 200, entries.text
+    assert [(e["type"], e["amount"]) for e in entries.json()["items"]] == [("Issue", "5.00"), ("Hold", "1.00")]
+    credited = api.get(f"/projects/{project}/wallets/b/entries", params={"metadata.order": "124"}).json()["items"]
+    assert [(e["type"], e["amount"]) for e in credited] == [("Credit", "1.00")]
+    two = api.get(f"/projects/{project}/transactions?metadata.order=123&metadata.channel=web")
+    assert two.status_code == 422 and error_code(two) == "ValidationError" and fields_of(two) == ["query.metadata.channel"]
+    bad = api.get(f"/projects/{project}/wallets/a/entries", params={"metadata.a b": "1"})
+    assert bad.status_code == 422 and fields_of(bad) == ["query.metadata.a b"]
+
+    # Reads show it; a rename or an upsert that gives it replaces it whole, one that does not keeps it.
+    assert api.get(f"/projects/{project}/holds/h1").json()["metadata"] == {"order": "123"}
+    assert api.get(f"/projects/{project}/wallets/a").json()["metadata"] == {"role": "float"}
+    api.ok("PUT", f"/projects/{project}/wallets/a/name", json={"name": "Float"})
+    assert api.get(f"/projects/{project}/wallets/a").json()["metadata"] == {"role": "float"}
+    api.ok("PUT", f"/projects/{project}/wallets/a/name", json={"name": "Float", "metadata": {"team": "ops"}})
+    assert api.get(f"/projects/{project}/wallets/a").json()["metadata"] == {"team": "ops"}
+    api.ok("POST", f"/projects/{project}/customers", json={"customer_id": "ann", "metadata": {"crm": "7", "tier": "gold"}})
+    api.ok("PUT", f"/projects/{project}/customers/ann", json={"name": "Ann"})
+    assert api.get(f"/projects/{project}/customers/ann").json()["metadata"] == {"crm": "7", "tier": "gold"}
+    api.ok("PUT", f"/projects/{project}/customers/ann", json={"metadata": {"crm": "8"}})
+    assert api.get(f"/projects/{project}/customers/ann").json()["metadata"] == {"crm": "8"}
+    refund = api.post(f"/projects/{project}/transactions/{paid['transaction_id']}/reversal", json={"metadata": {"refund": "r-1"}})
+    assert refund.status_code == 409 and error_code(refund) == "InsufficientFunds"  # a spent 3.00 of the 5.00 since
+    assert refund.json()["transaction"]["metadata"] == {"refund": "r-1"}  # recorded Failed, with its own metadata

@@ -490,10 +490,12 @@ def test_hot_path_wallet_copy_keeps_every_field() -> None:
 
     wallet = Wallet(
         project_id="p", wallet_id="w", asset_id="a", customer_id="c", name="n", description="d",
-        status=WalletStatus.Suspended, balance=3, created_at=datetime(2030, 1, 1, tzinfo=UTC),
+        status=WalletStatus.Suspended, balance=3, created_at=datetime(2030, 1, 1, tzinfo=UTC), metadata={"k": "v"},
     )
-    assert _with_amounts(wallet, balance=9, held=4) == replace(wallet, balance=9, held=4)
-    assert len(fields(Wallet)) == 10  # a new field must be added to _with_amounts too
+    copied = _with_amounts(wallet, balance=9, held=4)
+    assert copied == replace(wallet, balance=9, held=4)
+    assert copied.metadata is wallet.metadata  # shared, not copied: metadata is replaced whole, never edited
+    assert len(fields(Wallet)) == 11  # a new field must be added to _with_amounts too
 
 
 # --- reversals (docs/holds-and-reversals.md) ----------------------------------------------------
@@ -663,3 +665,75 @@ def test_an_expired_hold_lets_its_wallet_close(ledger: Ledger) -> None:
     close = req(type="wallet.set_status", project_id=P, reference_id="close-2", wallet_id="U2", status="Closed")
     failed(ledger.store.run([close], log_times=[LATER])[0], ErrorCode.WalletNotEmpty)
     assert held(ledger, "U2") == 0
+
+
+# --- metadata (docs/holds-and-reversals.md) -----------------------------------------------------
+
+ORDER = {"order": "123", "channel": "web"}
+
+
+def test_metadata_is_carried_to_the_results_and_the_records(ledger: Ledger) -> None:
+    ran = ok(ledger.tx(issue("U1", "5.00"), metadata=ORDER)).transaction
+    assert ran is not None and ran.metadata == ORDER
+    assert ledger.store.transactions[(P, ran.transaction_id)].metadata == ORDER
+    refused = failed(ledger.tx(redeem("U2", "1.00"), metadata=ORDER), ErrorCode.InsufficientFunds, 0).transaction
+    assert refused is not None and refused.metadata == ORDER  # a Failed transaction is recorded with it too
+    reversal = ok(ledger("transaction.reverse", transaction_id=ran.transaction_id, metadata={"refund": "r-1"})).transaction
+    assert reversal is not None and reversal.metadata == {"refund": "r-1"}  # its own, not the original's
+    opened = ok(ledger("wallet.open", customer_id="ann", asset_id="usd", wallet_id="W3", metadata={"tier": "gold"})).wallet
+    assert opened is not None and opened.metadata == {"tier": "gold"} == ledger.store.wallets[(P, "W3")].metadata
+    system = ok(ledger("system_wallet.open", asset_id="usd", wallet_id="U3", metadata={"role": "fees"})).wallet
+    assert system is not None and system.metadata == {"role": "fees"}
+    customer = ok(ledger("customer.upsert", customer_id="bob", metadata={"crm": "42"})).customer
+    assert customer is not None and customer.metadata == {"crm": "42"} == ledger.store.customers[(P, "bob")].metadata
+    for result in (ran, refused, reversal, opened, system, customer):
+        assert type(result).model_validate_json(result.model_dump_json()) == result
+
+
+def test_a_hold_carries_the_metadata_of_the_transaction_that_made_it(ledger: Ledger) -> None:
+    ok(ledger.tx(issue("U1", "10.00")))
+    created = ok(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="1.00", metadata=ORDER, expires_at="2025-01-01T00:05:00Z"))
+    assert created.hold is not None and created.transaction is not None
+    assert created.hold.metadata == ORDER == created.transaction.metadata == ledger.store.holds[(P, "h1")].metadata
+    ok(ledger.tx(hold("U1", "1.00", hold_id="h2"), metadata={"batch": "b"}))
+    assert ledger.store.holds[(P, "h2")].metadata == {"batch": "b"}  # a Hold operation has none of its own
+    captured = ok(ledger("hold.capture", hold_id="h2"))
+    assert captured.transaction is not None and captured.transaction.metadata == {}
+    assert captured.hold is not None and captured.hold.metadata == {"batch": "b"}  # the hold keeps its own
+    # The expiry the engine runs itself has none.
+    ok(ledger.store.run([req(type="transaction.run", project_id=P, reference_id="late", operations=[issue("U1", "1")])], log_times=[LATER])[0])
+    expiry = ledger.store.transactions[(P, derive_transaction_id(project_id=P, reference_id="~expire/h1"))]
+    assert expiry.metadata == {} and ledger.store.holds[(P, "h1")].metadata == ORDER
+
+
+def test_customer_upsert_and_wallet_rename_replace_metadata_whole_or_keep_it(ledger: Ledger) -> None:
+    ok(ledger("customer.upsert", customer_id="bob", metadata={"a": "1", "b": "2"}))
+    kept = ok(ledger("customer.upsert", customer_id="bob", name="Bob")).customer
+    assert kept is not None and kept.metadata == {"a": "1", "b": "2"}  # absent: unchanged
+    replaced = ok(ledger("customer.upsert", customer_id="bob", metadata={"c": "3"})).customer
+    assert replaced is not None and replaced.metadata == {"c": "3"}  # given: replaced whole, not merged
+    assert ok(ledger("customer.upsert", customer_id="bob", metadata={})).customer.metadata == {}  # type: ignore[union-attr]
+    ok(ledger("wallet.rename", wallet_id="W1", name="one", metadata={"a": "1", "b": "2"}))
+    assert ok(ledger("wallet.rename", wallet_id="W1", name="uno")).wallet.metadata == {"a": "1", "b": "2"}  # type: ignore[union-attr]
+    assert ok(ledger("wallet.rename", wallet_id="W1", name="uno", metadata={"c": "3"})).wallet.metadata == {"c": "3"}  # type: ignore[union-attr]
+    ok(ledger.tx(issue("W1", 5)))  # a balance change keeps it
+    assert ledger.store.wallets[(P, "W1")].metadata == {"c": "3"}
+    ok(ledger("wallet.set_status", wallet_id="W1", status="Suspended"))
+    assert ledger.store.wallets[(P, "W1")].metadata == {"c": "3"}
+
+
+def test_no_metadata_costs_one_shared_empty_dict_and_metadata_changes_no_rule(ledger: Ledger) -> None:
+    import copy
+
+    from processor.ledger.state import NO_METADATA
+
+    plain = ok(ledger.tx(issue("W1", 5))).transaction
+    assert plain is not None and plain.metadata is NO_METADATA and ledger.store.wallets[(P, "W1")].metadata is NO_METADATA
+    transactions = [[transfer("W1", "W2", 2)], [transfer("W1", "W2", 9)], [issue("W2", 1), redeem("W1", 3)]]
+    outcomes = []
+    for labels in ({}, {"metadata": ORDER}):
+        twin = Ledger()
+        twin.store = copy.deepcopy(ledger.store)
+        outcomes.append([twin.tx(*operations, reference_id=f"same-{n}", **labels) for n, operations in enumerate(transactions)])
+    without, with_metadata = ([r.model_dump(exclude={"transaction": {"metadata"}}) for r in results] for results in outcomes)
+    assert without == with_metadata and [r["status"] for r in without] == ["Completed", "Failed", "Completed"]

@@ -30,7 +30,7 @@ from processor.gateway.backends import Backends
 from processor.gateway.bodies import Page
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.api_keys import KeyKind, Principal
-from processor.gateway.reads import Paging, Period
+from processor.gateway.reads import MetadataFilter, Paging, Period
 from processor.signing_keys import CreatedSigningKey
 from schemas.errors import ErrorCode
 from schemas.requests import RequestModel, request_project_id
@@ -123,8 +123,10 @@ class MemoryReads:
         found = [w for w in self.wallets.values() if w.customer_id == customer_id] if project_id == "p" else []
         return _page(found, paging)
 
-    def wallet_entries(self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging) -> Page:
-        self.calls.append(("wallet_entries", (wallet_id, fractions, period)))
+    def wallet_entries(
+        self, project_id: str, wallet_id: str, *, fractions: int, period: Period, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page:
+        self.calls.append(("wallet_entries", (wallet_id, fractions, period, metadata)))
         return _page([], paging)
 
     def balance_before(self, project_id: str, wallet_id: str, *, instant: datetime, inclusive: bool) -> tuple[int, int]:
@@ -132,8 +134,10 @@ class MemoryReads:
         self.calls.append(("balance_before", (wallet_id, instant, inclusive)))
         return (1234, 1034) if instant > NOW or (inclusive and instant == NOW) else (0, 0)
 
-    def list_transactions(self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging) -> Page:
-        self.calls.append(("list_transactions", (period, reference_id)))
+    def list_transactions(
+        self, project_id: str, *, period: Period, reference_id: str | None, paging: Paging, metadata: MetadataFilter | None = None
+    ) -> Page:
+        self.calls.append(("list_transactions", (period, reference_id, metadata)))
         found = [t for t in self.transactions.values() if reference_id in (None, t.reference_id)] if project_id == "p" else []
         return _page(found, paging)
 
@@ -266,7 +270,7 @@ def test_an_operator_lists_every_project_and_a_project_key_its_own(gw: Gateway) 
 def test_a_period_without_an_offset_is_utc_and_must_not_end_before_it_starts(gw: Gateway) -> None:
     listed = gw.call("GET", "/projects/p/transactions", params={"from": "2026-01-01T00:00:00", "to": "2026-02-01T00:00:00+01:00", "reference_id": "order-1"})
     assert listed.status_code == 200 and [t["transaction_id"] for t in listed.json()["items"]] == ["tx-1"]
-    period, reference_id = gw.reads.calls[-1][1]
+    period, reference_id, _ = gw.reads.calls[-1][1]
     assert period.start == datetime(2026, 1, 1, tzinfo=UTC) and period.end.utcoffset().total_seconds() == 3600 and reference_id == "order-1"
     backwards = {"from": "2026-02-01T00:00:00Z", "to": "2026-01-01T00:00:00Z"}
     for path in ("/projects/p/transactions", "/projects/p/wallets/carol-w/entries"):
@@ -275,7 +279,34 @@ def test_a_period_without_an_offset_is_utc_and_must_not_end_before_it_starts(gw:
 
 def test_wallet_entries_are_read_in_the_wallets_asset_scale(gw: Gateway) -> None:
     assert gw.call("GET", "/projects/p/wallets/carol-w/entries").status_code == 200
-    assert gw.reads.calls == [("wallet_entries", ("carol-w", 100, Period()))]
+    assert gw.reads.calls == [("wallet_entries", ("carol-w", 100, Period(), None))]
+
+
+def test_one_metadata_filter_reaches_the_transactions_and_entries_reads(gw: Gateway) -> None:
+    listed = gw.call("GET", "/projects/p/transactions", params={"metadata.order": "123", "page_size": 5})
+    assert listed.status_code == 200, listed.text
+    assert gw.reads.calls[-1] == ("list_transactions", (Period(), None, MetadataFilter(key="order", value="123")))
+    dotted = gw.call("GET", "/projects/p/wallets/carol-w/entries", params={"metadata.shop.region": "eu:west", "from": "2026-01-01T00:00:00Z"})
+    assert dotted.status_code == 200, dotted.text
+    assert gw.reads.calls[-1] == ("wallet_entries", ("carol-w", 100, Period(start=NOW), MetadataFilter(key="shop.region", value="eu:west")))
+    assert gw.call("GET", "/projects/p/transactions", params={"metadata.empty": ""}).status_code == 200  # an empty value is a value
+
+
+@pytest.mark.parametrize("path", ["/projects/p/transactions", "/projects/p/wallets/carol-w/entries"])
+def test_a_second_metadata_filter_or_one_beyond_the_limits_is_refused_naming_the_parameter(gw: Gateway, path: str) -> None:
+    two = gw.call("GET", f"{path}?metadata.order=1&metadata.shop=2")
+    assert error_of(two) == (422, "ValidationError", ["query.metadata.shop"]) and "only one" in two.json()["error"]["message"]
+    assert error_of(gw.call("GET", f"{path}?metadata.order=1&metadata.order=2")) == (422, "ValidationError", ["query.metadata.order"])
+    for query, named in (
+        ("metadata.=1", "query.metadata."),  # an empty key
+        ("metadata.a%20b=1", "query.metadata.a b"),  # outside [A-Za-z0-9_.:-]
+        ("metadata." + "k" * 65 + "=1", "query.metadata." + "k" * 64 + "…"),  # too long: cut where it is named
+        ("metadata.order=" + "v" * 257, "query.metadata.order"),
+        ("metadata.order=a%00b", "query.metadata.order"),  # NUL: PostgreSQL could not hold it
+    ):
+        assert error_of(gw.call("GET", f"{path}?{query}")) == (422, "ValidationError", [named]), query
+    assert not [c for c in gw.reads.calls if c[0] in ("list_transactions", "wallet_entries")]  # refused before any read
+    assert gw.call("GET", f"{path}?metadata.{'k' * 64}={'v' * 256}").status_code == 200  # at the limits
 
 
 def test_a_balance_at_an_instant_comes_from_the_last_entry_at_or_before_it(gw: Gateway) -> None:
@@ -303,7 +334,7 @@ def test_a_statement_needs_both_ends_and_gives_the_balance_at_each(gw: Gateway) 
     assert body["entries"]["page_size"] == 10 and body["entries"]["items"] == []
     calls = [c for c in gw.reads.calls if c[0] in ("balance_before", "wallet_entries")]
     assert calls[0] == ("balance_before", ("carol-w", datetime(2025, 12, 1, tzinfo=UTC), False))  # before `from`: not inclusive
-    assert calls[-1] == ("wallet_entries", ("carol-w", 100, Period(start=datetime(2025, 12, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC))))
+    assert calls[-1] == ("wallet_entries", ("carol-w", 100, Period(start=datetime(2025, 12, 1, tzinfo=UTC), end=datetime(2026, 2, 1, tzinfo=UTC)), None))
     for missing, named in (({"to": "2026-02-01T00:00:00Z"}, "query.from"), ({"from": "2025-12-01T00:00:00Z"}, "query.to")):
         assert error_of(gw.call("GET", "/projects/p/wallets/carol-w/statement", params=missing)) == (422, "ValidationError", [named])
 
@@ -377,6 +408,46 @@ def test_a_completed_create_is_201_with_the_location_of_what_it_made(gw: Gateway
     response = gw.call("POST", path, json=body)
     assert response.status_code == 201, response.text
     assert response.headers["location"] == location
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "published"),
+    [
+        ("PUT", "/projects/p/wallets/w1/name", {"name": "N", "metadata": {"a": "1"}}, {"type": "wallet.rename", "metadata": {"a": "1"}}),
+        ("PUT", "/projects/p/customers/c", {"metadata": {}}, {"type": "customer.upsert", "metadata": {}}),  # {} clears: it is not left out
+        ("POST", "/projects/p/customers", {"customer_id": "c", "metadata": {"crm": "7"}}, {"type": "customer.upsert", "metadata": {"crm": "7"}}),
+        ("POST", "/projects/p/wallets", {"customer_id": "c", "asset_id": "usd", "metadata": {"k": "v"}}, {"type": "wallet.open", "metadata": {"k": "v"}}),
+        ("POST", "/projects/p/system-wallets", {"asset_id": "usd", "metadata": {"k": "v"}}, {"type": "system_wallet.open", "metadata": {"k": "v"}}),
+        ("POST", "/projects/p/holds", {"wallet_id": "w", "amount": "1", "metadata": {"order": "9"}}, {"type": "hold.create", "metadata": {"order": "9"}}),
+        (
+            "POST", "/projects/p/transactions", {"reference_id": "t", "operations": [{"type": "Issue", "wallet_id": "w", "amount": "1"}], "metadata": {"order": "9"}},
+            {"type": "transaction.run", "metadata": {"order": "9"}},
+        ),
+        (
+            "POST", "/projects/p/transactions/00000000-0000-5000-8000-000000000000/reversal", {"metadata": {"refund": "r"}},
+            {"type": "transaction.reverse", "metadata": {"refund": "r"}},
+        ),
+    ],
+)
+def test_metadata_in_a_body_is_published_as_sent(gw: Gateway, method: str, path: str, body: dict[str, Any], published: dict[str, Any]) -> None:
+    response = gw.call(method, path, json=body)
+    assert response.status_code in (200, 201), response.text
+    assert published.items() <= gw.published.items()
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/projects/p/holds/h1/void", {"metadata": {"a": "1"}}, "body.metadata"),  # a void has none: extra fields are refused
+        ("/projects/p/holds/h1/capture", {"metadata": {"a": "1"}}, "body.metadata"),
+        ("/projects/p/holds", {"wallet_id": "w", "amount": "1", "metadata": {f"k{n}": "" for n in range(17)}}, "body.metadata"),
+        ("/projects/p/holds", {"wallet_id": "w", "amount": "1", "metadata": {"a b": "1"}}, "body.metadata.a b.[key]"),
+        ("/projects/p/holds", {"wallet_id": "w", "amount": "1", "metadata": {"a": 1}}, "body.metadata.a"),  # values are strings
+    ],
+)
+def test_metadata_a_request_does_not_take_or_beyond_the_limits_is_422(gw: Gateway, path: str, body: dict[str, Any], field: str) -> None:
+    assert error_of(gw.call("POST", path, json=body)) == (422, "ValidationError", [field])
+    assert gw.kafka.submitted == []
 
 
 def test_the_reference_id_comes_from_the_body_or_the_idempotency_key_and_they_must_agree(gw: Gateway) -> None:

@@ -14,6 +14,9 @@ from schemas.limits import (
     MAX_ASSET_ID_LEN,
     MAX_CUSTOMER_ID_LEN,
     MAX_DESCRIPTION_LEN,
+    MAX_METADATA_KEY_LEN,
+    MAX_METADATA_KEYS,
+    MAX_METADATA_VALUE_LEN,
     MAX_NAME_LEN,
     MAX_OPERATIONS_PER_TRANSACTION,
     MAX_PROJECT_ID_LEN,
@@ -261,6 +264,62 @@ def test_wallet_status_values() -> None:
         assert parse(body("wallet.set_status", status=status)).status == status
     with pytest.raises(ValidationError):
         parse(body("wallet.set_status", status="Frozen"))
+
+
+# --- metadata -----------------------------------------------------------------------------
+
+WITH_METADATA = ("transaction.run", "transaction.reverse", "hold.create", "wallet.open", "system_wallet.open", "wallet.rename", "customer.upsert")
+
+
+@pytest.mark.parametrize("type_", WITH_METADATA)
+def test_metadata_is_optional_where_the_contract_takes_it(type_: str) -> None:
+    assert parse(body(type_)).metadata is None  # absent: None (an upsert or rename then keeps what there is)
+    assert parse(body(type_, metadata={})).metadata == {}
+    assert parse(body(type_, metadata={"order": "123"})).metadata == {"order": "123"}
+
+
+@pytest.mark.parametrize("type_", sorted(set(EXAMPLES) - set(WITH_METADATA)))
+def test_no_other_request_takes_metadata(type_: str) -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        parse(body(type_, metadata={"order": "123"}))
+
+
+def test_operations_take_no_metadata() -> None:
+    with pytest.raises(ValidationError, match="Extra inputs are not permitted"):
+        parse(body("transaction.run", operations=[{**ISSUE, "metadata": {"a": "1"}}]))
+
+
+def test_metadata_limits() -> None:
+    most = {f"k{n}": "v" for n in range(MAX_METADATA_KEYS)}
+    assert parse(body("transaction.run", metadata=most)).metadata == most
+    with pytest.raises(ValidationError, match=f"at most {MAX_METADATA_KEYS} items"):
+        parse(body("transaction.run", metadata={**most, "one-more": "v"}))
+    longest = {"k" * MAX_METADATA_KEY_LEN: "v" * MAX_METADATA_VALUE_LEN}
+    assert parse(body("transaction.run", metadata=longest)).metadata == longest
+    with pytest.raises(ValidationError, match=f"at most {MAX_METADATA_KEY_LEN} characters"):
+        parse(body("transaction.run", metadata={"k" * (MAX_METADATA_KEY_LEN + 1): "v"}))
+    with pytest.raises(ValidationError, match=f"at most {MAX_METADATA_VALUE_LEN} characters"):
+        parse(body("transaction.run", metadata={"k": "v" * (MAX_METADATA_VALUE_LEN + 1)}))
+
+
+def test_metadata_keys_are_a_few_plain_characters() -> None:
+    assert parse(body("customer.upsert", metadata={"a.B-9_:x": ""})).metadata == {"a.B-9_:x": ""}
+    for bad in ["", "a b", "a/b", "ü", "a\n", "a@b", "a\x00"]:
+        with pytest.raises(ValidationError):
+            parse(body("customer.upsert", metadata={bad: "v"}))
+
+
+def test_metadata_values_are_storable_strings() -> None:
+    assert parse(body("wallet.open", metadata={"name": "Jürgen 😀 / tab\t ok"})).metadata == {"name": "Jürgen 😀 / tab\t ok"}
+    with pytest.raises(ValidationError, match="NUL"):
+        parse(body("wallet.open", metadata={"k": "a\x00b"}))
+    with pytest.raises(ValidationError):  # a lone surrogate (what a JSON `\ud800` decodes to) is not text
+        RequestAdapter.validate_python(body("wallet.open", metadata={"k": "a\ud800"}))
+    for not_text in (1, 1.5, True, None, ["a"], {"b": "c"}):
+        with pytest.raises(ValidationError, match="valid string"):
+            parse(body("wallet.open", metadata={"k": not_text}))
+    with pytest.raises(ValidationError):
+        parse(body("wallet.open", metadata=["k", "v"]))
 
 
 def test_every_error_code_is_described() -> None:

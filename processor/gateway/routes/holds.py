@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse
 
 from processor.gateway.access import GatewayRoute
-from processor.gateway.bodies import CaptureBody, HoldBody, Page, ReversalBody
+from processor.gateway.bodies import CaptureBody, HoldBody, Page, VoidBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, HoldIdPath, Member, PagingDep, ProjectIdPath, ReadsDep
 from processor.gateway.dependencies import WalletIdPath, Write, found_in_project, page_in_project
 from processor.gateway.http_errors import GatewayCode
@@ -39,7 +39,7 @@ async def capture_hold(project_id: ProjectIdPath, hold_id: HoldIdPath, body: Cap
 
 
 @router.post("/projects/{projectId}/holds/{holdId}/void", response_model=Result, responses=WRITE_RESPONSES, operation_id="voidHold")
-async def void_hold(project_id: ProjectIdPath, hold_id: HoldIdPath, body: ReversalBody, principal: Member, write: Write) -> JSONResponse:
+async def void_hold(project_id: ProjectIdPath, hold_id: HoldIdPath, body: VoidBody, principal: Member, write: Write) -> JSONResponse:
     """Release an Active hold (`hold.void`); allowed while its wallet is Suspended."""
     return await write("hold.void", path={"project_id": project_id, "hold_id": hold_id}, body=body)
 

@@ -12,16 +12,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 
 from processor.gateway.access import GatewayRoute
 from processor.gateway.backends import ReadStore
-from processor.gateway.bodies import DescriptionBody, NameBody, Page, SystemWalletOpenBody, WalletBalanceView, WalletEntryView, WalletOpenBody
+from processor.gateway.bodies import DescriptionBody, Page, SystemWalletOpenBody, WalletBalanceView, WalletEntryView, WalletOpenBody, WalletRenameBody
 from processor.gateway.bodies import WalletStatementView, WalletStatusBody
 from processor.gateway.dependencies import READ_RESPONSES, WRITE_RESPONSES, CustomerIdPath, FromQuery, Member, PagingDep
 from processor.gateway.dependencies import ProjectIdPath, ReadsDep, ToQuery, WalletIdPath, WalletReader, Write
-from processor.gateway.dependencies import as_utc, found_in_project, page_in_project, period
+from processor.gateway.dependencies import as_utc, found_in_project, metadata_filter, page_in_project, period
 from processor.gateway.http_errors import GatewayCode, forbidden, invalid, not_found
 from processor.gateway.api_keys import KeyKind, Principal
 from schemas.amounts import format_minor_units
@@ -102,8 +102,8 @@ def list_customer_wallets(
 
 
 @router.put("/projects/{projectId}/wallets/{walletId}/name", response_model=Result, responses=WRITE_RESPONSES, operation_id="renameWallet")
-async def rename_wallet(project_id: ProjectIdPath, wallet_id: WalletIdPath, body: NameBody, principal: Member, write: Write) -> JSONResponse:
-    """Change a wallet's name (`wallet.rename`)."""
+async def rename_wallet(project_id: ProjectIdPath, wallet_id: WalletIdPath, body: WalletRenameBody, principal: Member, write: Write) -> JSONResponse:
+    """Change a wallet's name, and its metadata when given (replaced whole) (`wallet.rename`)."""
     return await write("wallet.rename", path={"project_id": project_id, "wallet_id": wallet_id}, body=body)
 
 
@@ -111,15 +111,20 @@ async def rename_wallet(project_id: ProjectIdPath, wallet_id: WalletIdPath, body
     "/projects/{projectId}/wallets/{walletId}/entries", response_model=Page[WalletEntryView], responses=READ_RESPONSES, operation_id="listWalletEntries"
 )
 def list_wallet_entries(
-    project_id: ProjectIdPath, wallet_id: WalletIdPath, principal: WalletReader, db: ReadsDep, paging: PagingDep,
+    request: Request, project_id: ProjectIdPath, wallet_id: WalletIdPath, principal: WalletReader, db: ReadsDep, paging: PagingDep,
     start: FromQuery = None, end: ToQuery = None,
 ) -> Page:
-    """The wallet's ledger entries with created_at in [from, to), in (created_at, entry_id) order."""
-    chosen = period(start, end)
+    """The wallet's ledger entries with created_at in [from, to), in (created_at, entry_id) order.
+
+    `?metadata.<key>=<value>` (e.g. `?metadata.order=123`) keeps the entries of the transactions
+    whose metadata holds that key with that value. One such parameter at most; a key is 1-64
+    characters of `[A-Za-z0-9_.:-]`, a value at most 256 characters (else 422 naming the parameter).
+    """
+    chosen, labels = period(start, end), metadata_filter(request)
     wallet = _readable_wallet(db, principal, project_id=project_id, wallet_id=wallet_id)
     asset = db.get_asset(project_id, wallet.asset_id)
     assert asset is not None, "a wallet's asset cannot be deleted"
-    return db.wallet_entries(project_id, wallet_id, fractions=asset.fractions, period=chosen, paging=paging)
+    return db.wallet_entries(project_id, wallet_id, fractions=asset.fractions, period=chosen, paging=paging, metadata=labels)
 
 
 AtQuery = Annotated[datetime | None, Query(description="ISO 8601; without an offset it is UTC; default: now")]
