@@ -11,7 +11,7 @@ from typing import Any
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, initialize, invariant, rule
 
 from schemas.errors import ErrorCode
 from schemas.limits import MAX_BALANCE_MINOR
@@ -25,7 +25,6 @@ ASSETS = ["a0", "a1", "a2"]
 CUSTOMERS = ["c0", "c1"]
 WALLETS = ["w0", "w1", "w2", "w3", "w4"]
 REFS = ["r0", "r1", "r2", "r3"]
-HOLDS = ["h0", "h1", "h2"]
 AMOUNTS = ["1", "2", "5", "10", "30", "0.5", "0.25", "0.001", "3.10", 7, 1]
 FRACTIONS = [1, 100, 1000]
 
@@ -255,6 +254,7 @@ class LedgerMachine(RuleBasedStateMachine):
         self.model = Model()
         self.pending: list[tuple[dict[str, Any], tuple[str, ErrorCode | None, int | None]]] = []
         self.fresh = 0
+        self.holds_made = 0
 
     def submit(self, reference_id: str | None, **body: Any) -> None:
         if reference_id is None:
@@ -327,18 +327,35 @@ class LedgerMachine(RuleBasedStateMachine):
             body = dict(self.pending[-1][0])
             self.pending.append((body, self.model.apply(body)))
 
-    @rule(ref=reference, p=project, h=st.sampled_from(HOLDS), pair=st.lists(st.sampled_from(WALLETS), min_size=2, max_size=2, unique=True),
-          toward=st.booleans(), a=amounts)
-    def hold_create(self, ref: str | None, p: str, h: str, pair: list[str], toward: bool, a: Any) -> None:
-        destination = {"to_wallet_id": pair[1]} if toward else {}
-        self.submit(ref, type="hold.create", project_id=p, hold_id=h, wallet_id=pair[0], amount=a, **destination)
+    holds = Bundle("holds")  # hold IDs asked for (made or refused): what captures and voids name
 
-    @rule(ref=reference, p=project, h=st.sampled_from(HOLDS), a=st.one_of(st.none(), amounts), void=st.booleans())
+    # Mostly from the wallets the setup funded (w0, w2), so that most holds are made.
+    @rule(target=holds, ref=reference, p=project, source=st.sampled_from(["w0", "w0", "w2", "w2", *WALLETS]), target_wallet=st.sampled_from(WALLETS),
+          toward=st.booleans(), a=st.sampled_from(["1", "2", "5", "0.5", 7]), again=st.integers(0, 4))
+    def hold_create(self, ref: str | None, p: str, source: str, target_wallet: str, toward: bool, a: Any, again: int) -> str:
+        self.holds_made += 0 if again == 0 and self.holds_made else 1  # sometimes the last ID again: HoldAlreadyExists
+        h = f"h{self.holds_made}"
+        destination = {"to_wallet_id": target_wallet} if toward and target_wallet != source else {}
+        self.submit(ref, type="hold.create", project_id=p, hold_id=h, wallet_id=source, amount=a, **destination)
+        return h
+
+    @rule(ref=reference, p=project, h=holds, a=st.one_of(st.none(), st.sampled_from(["1", "2", "5", "10", "0.5"])), void=st.booleans())
     def hold_finish(self, ref: str | None, p: str, h: str, a: Any, void: bool) -> None:
         if void:
             self.submit(ref, type="hold.void", project_id=p, hold_id=h)
         else:
             self.submit(ref, type="hold.capture", project_id=p, hold_id=h, **({} if a is None else {"amount": a}))
+
+    @rule(source=st.sampled_from(["w0", "w2"]), target_wallet=st.sampled_from(WALLETS), held=st.sampled_from(["1", "2", "5"]),
+          captured=st.one_of(st.none(), st.sampled_from(["1", "2", "5", "10", "0.5"])), void=st.booleans(),
+          spend=st.one_of(st.none(), st.sampled_from(["1", "5", "9"])))
+    def hold_then_finish(self, source: str, target_wallet: str, held: str, captured: Any, void: bool, spend: str | None) -> None:
+        """A hold, maybe a spend from its wallet while it is held (available, not balance, must
+        cover it), then its capture or void: every capture rule runs."""
+        h = self.hold_create(None, "p0", source, target_wallet, True, held, 1)
+        if spend is not None:
+            self.transaction(None, "p0", [{"type": "Redeem", "wallet_id": source, "amount": spend}])
+        self.hold_finish(None, "p0", h, captured, void)
 
     # --- the engine -------------------------------------------------------------------
 
