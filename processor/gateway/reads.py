@@ -59,8 +59,9 @@ class MetadataFilter:
 
     def holds(self, column: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
         """`metadata @> '{"key": "value"}'`: containment, which the GIN index
-        ix_transactions_metadata (jsonb_path_ops) serves."""
-        return column.contains({self.key: self.value})  # type: ignore[no-any-return]
+        ix_transactions_metadata (jsonb_path_ops) serves; it covers only transactions with
+        metadata, so its predicate is repeated for the planner to prove the index applies."""
+        return sa.and_(column != sa.text("'{}'::jsonb"), column.contains({self.key: self.value}))
 
 
 def _found_first(query: sa.Select[Any]) -> sa.CTE:

@@ -524,6 +524,7 @@ class _Batch:
             fractions = fractions_of.get(key)
             if fractions is None:
                 fractions = fractions_of[key] = self._fractions_of(wallets[key])
+            balance_after = format_minor_units(after, fractions=fractions)
             entry_views.append(
                 build(
                     EntryView,
@@ -531,8 +532,8 @@ class _Batch:
                     operation_index=index,
                     type=kind,
                     amount=format_minor_units(amount, fractions=fractions),
-                    balance_after=format_minor_units(after, fractions=fractions),
-                    available_after=format_minor_units(after - held, fractions=fractions),
+                    balance_after=balance_after,
+                    available_after=format_minor_units(after - held, fractions=fractions) if held else balance_after,
                 )
             )
         return entry_views

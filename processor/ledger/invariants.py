@@ -6,7 +6,7 @@ A violation is a bug in the engine, never a client error: it raises
 
 from collections.abc import Iterable, Mapping
 
-from processor.ledger.state import WalletKey
+from processor.ledger.state import Wallet, WalletKey
 from schemas.limits import MAX_BALANCE_MINOR
 from schemas.states import EntryType
 
@@ -28,44 +28,40 @@ _SIGN = {
 }
 
 
-def check_balances_in_range(balances: Mapping[WalletKey, int]) -> None:
-    """BALANCE_IN_RANGE: 0 <= balance <= MAX_BALANCE_MINOR for every wallet touched."""
+def check_amounts_in_range(*, balances: Mapping[WalletKey, int], held: Mapping[WalletKey, int]) -> None:
+    """BALANCE_IN_RANGE: 0 <= balance <= MAX_BALANCE_MINOR for every wallet touched.
+    AVAILABLE_NOT_NEGATIVE: 0 <= held <= balance (holds never let `available` go below zero)."""
     for key, balance in balances.items():
         if not 0 <= balance <= MAX_BALANCE_MINOR:
             raise InvariantViolation("BALANCE_IN_RANGE", f"wallet {key} balance {balance}")
-
-
-def check_held_in_range(*, balances: Mapping[WalletKey, int], held: Mapping[WalletKey, int]) -> None:
-    """AVAILABLE_NOT_NEGATIVE: 0 <= held <= balance for every wallet touched (holds never let
-    `available` go below zero)."""
-    for key, balance in balances.items():
         if not 0 <= held[key] <= balance:
             raise InvariantViolation("AVAILABLE_NOT_NEGATIVE", f"wallet {key} held {held[key]} of balance {balance}")
 
 
 def check_entries_match_balances(
     *,
-    before: Mapping[WalletKey, tuple[int, int]],
-    after: Mapping[WalletKey, tuple[int, int]],
-    entries: Iterable[tuple[WalletKey, EntryType, int, int, int]],
+    before: Mapping[WalletKey, Wallet],
+    balances: Mapping[WalletKey, int],
+    held: Mapping[WalletKey, int],
+    postings: Iterable[tuple[WalletKey, int, EntryType, int, int, int]],
 ) -> None:
     """ENTRIES_SUM_TO_BALANCE_CHANGE: per wallet, the signed sums of the transaction's entries
-    equal its balance change and its held change, and each entry's balance_after and held after
-    follow from the previous. ENTRY_AMOUNT_POSITIVE: every entry amount is > 0.
-    `before` / `after`: wallet -> (balance, held)."""
-    running = dict(before)
-    for key, entry_type, amount, balance_after, held_after in entries:
+    equal its balance change and its held change, and each entry's balance and held after
+    follow from the previous. ENTRY_AMOUNT_POSITIVE: every entry amount is > 0. `postings`:
+    (wallet, operation index, entry type, amount, balance after, held after)."""
+    running: dict[WalletKey, tuple[int, int]] = {}
+    for key, _, entry_type, amount, balance_after, held_after in postings:
         if amount <= 0:
             raise InvariantViolation("ENTRY_AMOUNT_POSITIVE", f"wallet {key} amount {amount}")
         on_balance, on_held = _SIGN[entry_type]
-        balance, held = running[key]
-        running[key] = (balance + on_balance * amount, held + on_held * amount)
-        if running[key] != (balance_after, held_after):
-            raise InvariantViolation(
-                "ENTRIES_SUM_TO_BALANCE_CHANGE", f"wallet {key} entry after {(balance_after, held_after)}, expected {running[key]}"
-            )
-    for key, amounts in after.items():
-        if running.get(key, before[key]) != amounts:
+        current = running.get(key)
+        balance, held_now = (before[key].balance, before[key].held) if current is None else current
+        expected = (balance + on_balance * amount, held_now + on_held * amount)
+        if expected != (balance_after, held_after):
+            raise InvariantViolation("ENTRIES_SUM_TO_BALANCE_CHANGE", f"wallet {key} entry after {(balance_after, held_after)}, expected {expected}")
+        running[key] = expected
+    for key, balance in balances.items():
+        if running.get(key, (before[key].balance, before[key].held)) != (balance, held[key]):
             raise InvariantViolation("ENTRIES_SUM_TO_BALANCE_CHANGE", f"wallet {key}")
 
 

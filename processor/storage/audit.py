@@ -134,7 +134,7 @@ HOLD_MISMATCHES = sa.text(
     LEFT JOIN active a ON a.project_id = w.project_id AND a.wallet_id = w.wallet_id
     LEFT JOIN posted p ON p.project_id = w.project_id AND p.wallet_id = w.wallet_id
     LEFT JOIN LATERAL (
-        SELECT available_after FROM wallet_entries e
+        SELECT COALESCE(available_after, balance_after) AS available_after FROM wallet_entries e
         WHERE e.project_id = w.project_id AND e.wallet_id = w.wallet_id ORDER BY e.entry_id DESC LIMIT 1
     ) last ON true
     WHERE (CAST(:project_id AS text) IS NULL OR w.project_id = :project_id)

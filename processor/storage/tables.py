@@ -125,8 +125,12 @@ transactions = sa.Table(
     sa.Index("ix_transactions_time", "project_id", "created_at", "transaction_id"),
     # One Completed reversal per transaction; also how an original finds its `reversed_by`.
     sa.Index("uq_transactions_reversal", "project_id", "reverses", unique=True, postgresql_where=sa.text("reverses IS NOT NULL AND status = 'Completed'")),
-    # The listing's one metadata filter, `metadata @> '{"key": "value"}'` (containment only).
-    sa.Index("ix_transactions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"}),
+    # The listing's one metadata filter, `metadata @> '{"key": "value"}'` (containment only), over
+    # the transactions that have metadata: one without (the hot path's) never touches the index.
+    sa.Index(
+        "ix_transactions_metadata", "metadata", postgresql_using="gin", postgresql_ops={"metadata": "jsonb_path_ops"},
+        postgresql_where=sa.text("metadata <> '{}'::jsonb"),
+    ),
 )
 
 wallet_entries = sa.Table(
@@ -141,7 +145,8 @@ wallet_entries = sa.Table(
     sa.Column("amount", MINOR_UNITS, nullable=False),
     sa.Column("balance_after", MINOR_UNITS, nullable=False),
     sa.Column("created_at", TIMESTAMP, nullable=False),
-    # balance_after minus what Active holds reserve after the entry; NULL before migration 0009.
+    # balance_after minus what Active holds reserve after the entry; NULL when that is
+    # balance_after (nothing held), and on entries from before migration 0009.
     sa.Column("available_after", MINOR_UNITS),
     sa.CheckConstraint("amount > 0", name="amount_positive"),
     sa.CheckConstraint("balance_after >= 0", name="balance_after_not_negative"),

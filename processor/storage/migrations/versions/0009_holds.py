@@ -4,8 +4,8 @@ Revision ID: 0009
 Revises: 0008
 A hold reserves part of a wallet's balance (docs/holds-and-reversals.md). `wallets.held` is the
 sum of the wallet's Active holds (0 <= held <= balance: available never goes below zero); an
-entry's `available_after` is its wallet's balance minus held after it (NULL on entries written
-before holds existed, when it was the balance). `holds` is state, not history: its status
+entry's `available_after` is its wallet's balance minus held after it (NULL when that is the
+balance: nothing held, as on every entry written before holds existed). `holds` is state, not history: its status
 changes, under the lock of its wallet's row, like a wallet's balance. The processor's role may
 insert and update it, the gateway's read it within its project (row-level security, as 0005).
 """
