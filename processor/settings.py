@@ -148,6 +148,9 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
         default=5.0, ge=0, le=3600, description="how often holds past their expiry on idle wallets get a hold.expire (0: never)"
     )
     hold_sweep_limit: int = Field(default=1000, ge=1, le=100_000, description="hold.expire records published per sweep, at most")
+    health_port: int = Field(default=0, ge=0, le=65_535, description="port of /health/live, /health/ready and /metrics (0: not served)")
+    health_host: str = Field(default="127.0.0.1", description="address the health and metrics port listens on (0.0.0.0 in a container)")
+    stuck_batch_seconds: float = Field(default=120.0, gt=0, le=86_400, description="a batch in stage 1 longer than this makes the processor not ready")
 
     @field_validator("requests_topic", "results_topic", "dlq_topic")
     @classmethod
@@ -174,6 +177,9 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
             "CLOUDWALLET_MAX_REQUEST_BYTES": str(self.max_request_bytes),
             "CLOUDWALLET_HOLD_SWEEP_SECONDS": str(self.hold_sweep_seconds),
             "CLOUDWALLET_HOLD_SWEEP_LIMIT": str(self.hold_sweep_limit),
+            "CLOUDWALLET_HEALTH_PORT": str(self.health_port),
+            "CLOUDWALLET_HEALTH_HOST": self.health_host,
+            "CLOUDWALLET_STUCK_BATCH_SECONDS": str(self.stuck_batch_seconds),
             "CLOUDWALLET_REQUIRE_SIGNATURES": str(self.require_signatures).lower(),
             **({"CLOUDWALLET_SIGNING_MASTER_KEY_FILE": str(self.signing_master_key_file)} if self.signing_master_key_file else {}),
         }

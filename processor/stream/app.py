@@ -26,6 +26,7 @@ import asyncio
 import functools
 import gc
 import logging
+import time
 from datetime import UTC, datetime
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -47,6 +48,8 @@ from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dea
 from processor.stream.results_stage import CommittedBatch, ResultsStage
 from processor.stream.publishing import publish_records
 from processor.stream.retries import broker_unavailable, until_it_works
+from processor.stream import metrics
+from processor.stream.health import HealthServer, Readiness
 from processor.stream.hold_sweep import HoldSweep
 from processor.stream.topics import ensure_topics
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
@@ -246,6 +249,19 @@ class Processor:
             engine=self.engine, producer=lambda: self.producer, requests_topic=settings.requests_topic, signing_key=self.verifier.ledger_key(),
             every_seconds=settings.hold_sweep_seconds, limit=settings.hold_sweep_limit,
         )  # fmt: skip
+        # Liveness, readiness and /metrics on their own port (health.py), when one is set.
+        self.batch_running_since: float | None = None
+        metrics.BATCHES_IN_FLIGHT.set_function(lambda: self.results.open_batches)
+        readiness = Readiness(
+            engine=self.engine, broker_connected=lambda: self.producer is not None and self.subscriber.consumer is not None,
+            partitions_assigned=self._partitions_assigned, batch_running_since=lambda: self.batch_running_since,
+            stuck_after_seconds=settings.stuck_batch_seconds,
+        )  # fmt: skip
+        self.health = HealthServer(readiness=readiness, host=settings.health_host, port=settings.health_port) if settings.health_port else None
+
+    def _partitions_assigned(self) -> int:
+        consumer = self.subscriber.consumer
+        return 0 if consumer is None else len(consumer.assignment())
 
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
         """Stage 1: apply and commit the batch to PostgreSQL, then hand it to stage 2 and return
@@ -260,6 +276,8 @@ class Processor:
             # Neither applied nor committed anywhere: they come again after the restart.
             return
         self.results.begin()
+        metrics.BATCH_RECORDS.observe(len(records))
+        self.batch_running_since = started = time.monotonic()
         try:
             report = await until_it_works(
                 "committing the batch to PostgreSQL",
@@ -277,7 +295,25 @@ class Processor:
             self.results.abandon()
             await message.nack()  # back to the batch's first offsets: it comes again
             raise
-        await self.results.hand_over(CommittedBatch(report=report, offsets=next_offsets(records)))
+        finally:
+            self.batch_running_since = None
+        metrics.BATCH_SECONDS.labels(stage="apply_and_commit").observe(time.monotonic() - started)
+        offsets = next_offsets(records)
+        self._measure_lag(offsets)
+        await self.results.hand_over(CommittedBatch(report=report, offsets=offsets))
+
+    def _measure_lag(self, offsets: Offsets) -> None:
+        """Records behind in each partition of the batch: the broker's last known high watermark
+        (aiokafka keeps it from the fetches) minus the batch's next offset."""
+        consumer = self.subscriber.consumer
+        if consumer is None:
+            return
+        lags = []
+        for (topic, partition), next_offset in offsets.items():
+            highwater = consumer.highwater(TopicPartition(topic, partition))
+            if highwater is not None:
+                lags.append((partition, highwater - next_offset))
+        metrics.set_lag(lags)
 
     async def commit_offsets(self, offsets: Offsets) -> None:
         """Stage 2's last step: Kafka's offsets, after the batch's results are out. A commit that
@@ -290,8 +326,10 @@ class Processor:
         owned = {tp: offset for (topic, partition), offset in offsets.items() if (tp := TopicPartition(topic, partition)) in assigned}
         if not owned:
             return
+        started = time.monotonic()
         try:
             await consumer.commit(owned)
+            metrics.BATCH_SECONDS.labels(stage="kafka_commit").observe(time.monotonic() - started)
         except (CommitFailedError, IllegalStateError) as error:
             log.info("offsets not committed to Kafka (%s): the partitions moved; their next owner resumes from PostgreSQL's", type(error).__name__)
         except Exception as error:  # noqa: BLE001 - harmless: the next commit covers them, a replay answers from PostgreSQL
@@ -305,6 +343,13 @@ class Processor:
     async def publish(self, report: BatchReport) -> None:
         """Every result and dead letter of the batch, then wait until the broker has them all
         (one aiokafka batch per partition: processor/stream/publishing.py)."""
+        assert self.producer is not None and self.reply_targets is not None, "the processor has not started"
+        started = time.monotonic()
+        await self._publish_report(report)
+        metrics.BATCH_SECONDS.labels(stage="publish").observe(time.monotonic() - started)
+        metrics.count_report(report)
+
+    async def _publish_report(self, report: BatchReport) -> None:
         assert self.producer is not None and self.reply_targets is not None, "the processor has not started"
         outgoing = await self._outgoing(report)
         try:
@@ -386,6 +431,8 @@ class Processor:
         self.reply_targets = ReplyTargets(producer=self.producer, forbidden=(self.settings.requests_topic, self.settings.dlq_topic))
         self.results.start()
         self.hold_sweep.start()
+        if self.health is not None:
+            self.health.start()
 
     async def after_startup(self) -> None:
         tune_gc()
@@ -400,6 +447,8 @@ class Processor:
     async def after_shutdown(self) -> None:
         # After the broker stopped, which waited for the batch in flight to finish.
         await self.results.stop()
+        if self.health is not None:
+            await self.health.stop()
         if self.producer is not None:
             await self.producer.stop()
         self.engine.dispose()

@@ -71,6 +71,11 @@ class ResultsStage:
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
 
+    @property
+    def open_batches(self) -> int:
+        """Batches begun by stage 1 and not yet published and committed by this stage."""
+        return self._open
+
     def begin(self) -> None:
         """A batch enters the first stage (call `abandon` or `hand_over` for it, once)."""
         self._open += 1

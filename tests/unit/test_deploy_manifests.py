@@ -419,9 +419,16 @@ def test_pods_run_locked_down_as_the_images_user() -> None:
     assert [problem for workload in workloads for problem in pod_problems(workload, uid=image_uid())] == []
 
 
+def processor_paths() -> set[str]:
+    from processor.stream.health import health_app
+
+    return {route.path for route in health_app(None).routes}  # type: ignore[arg-type, attr-defined]
+
+
 def test_deployments_are_probed_and_have_disruption_budgets() -> None:
-    paths = gateway_paths()
+    paths = gateway_paths() | processor_paths()
     assert "/health" in paths  # the gateway's probe path (processor/gateway/routes/health.py)
+    assert {"/health/live", "/health/ready"} <= paths  # the processor's (processor/stream/health.py)
     assert [problem for d in objects_of("Deployment") for problem in probe_problems(d, http_paths=paths)] == []
     assert disruption_problems(all_objects()) == []
 
@@ -512,7 +519,7 @@ BROKEN_COPIES: dict[str, Callable[[], list[str]]] = {
     ),
     "pdb: missing": lambda: disruption_problems([o for o in all_objects() if o["kind"] != "PodDisruptionBudget"]),
     "service: wrong port": lambda: service_problems(_broken(lambda s: s["spec"]["ports"][0].update(targetPort="grpc"), objects_of("Service")[0]), all_objects()),
-    "setting: guessed name": lambda: setting_problems(["CLOUDWALLET_HEALTH_PORT"]),
+    "setting: guessed name": lambda: setting_problems(["CLOUDWALLET_HEALTHZ_PORT"]),
     "secret: real value": lambda: secret_problems({"metadata": {"name": "x"}, "stringData": {"kafka-password": "hunter2hunter2"}}),
     "keda: over the partitions": lambda: _with_scaled(lambda s: s["spec"].update(maxReplicaCount=ProcessorSettings.model_fields["requests_partitions"].default + 1)),
     "keda: wrong target": lambda: _with_scaled(lambda s: s["spec"]["scaleTargetRef"].update(name="cloudwallet-gateway")),
