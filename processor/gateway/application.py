@@ -28,6 +28,7 @@ from processor.gateway.http_errors import install_handlers
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.api_keys import KeyStore
 from processor.gateway.reads import Reads
+from processor.gateway.request_metrics import RequestMetrics
 from processor.gateway.routes import ROUTERS
 from processor.gateway.signing_key_store import SigningKeyStore
 
@@ -52,6 +53,8 @@ def create_app(settings: GatewaySettings, *, client: Publisher | None = None, ba
     install_handlers(app)
     # Every body, with a Content-Length or chunked: counted as it is read, 413 past the limit.
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
+    # Outermost: counts every request, a refused body's 413 included (request_metrics.py).
+    app.add_middleware(RequestMetrics)
     for router in ROUTERS:
         app.include_router(router)
     return app

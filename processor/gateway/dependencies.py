@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from processor.client import ResultTimeout
 from processor.gateway.access import Member, Operator, Staff, WalletReader
 from processor.gateway.backends import Publisher, ReadStore, SigningKeyStorePort
 from processor.gateway.bodies import Page, Pending
+from processor.gateway.request_metrics import RESULT_WAIT_SECONDS
 from processor.gateway.http_errors import STATUS_BY_CODE, ErrorBody, GatewayCode, GatewayError, field_errors, invalid, not_found, validation_error
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.gateway.reads import MetadataFilter, Paging, Period
@@ -280,10 +282,13 @@ class Writer:
 
         `created`: a Completed result is 201 with the Location of what it made (else 200)."""
         model = self.request(type, path=path, body=body)
+        started = time.monotonic()
         try:
             result = await self.publish(model)
         except ResultTimeout:
+            RESULT_WAIT_SECONDS.labels(type=model.type).observe(time.monotonic() - started)
             return pending(model)
+        RESULT_WAIT_SECONDS.labels(type=model.type).observe(time.monotonic() - started)
         return answer(model, result, created=created)
 
     def request(self, type: str, *, path: dict[str, str], body: BaseModel | None) -> RequestModel:

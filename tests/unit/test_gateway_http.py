@@ -483,7 +483,8 @@ async def test_a_body_that_is_not_json_is_a_validation_error_of_the_body(gw: Gat
 # --- 3. 401, then 403, then 422: every key kind, every endpoint --------------------------------
 
 ALL_ROUTES = [route for router in ROUTERS for route in router.routes]
-ROUTES = [route for route in ALL_ROUTES if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None]
+# Every route with input to malform; GET /metrics (operator keys, no input) has its own test.
+ROUTES = [route for route in ALL_ROUTES if isinstance(route, APIRoute) and declared_reach(route.dependant) is not None and route.path != "/metrics"]
 # Values every path parameter refuses (422 for a key that reaches the request).
 MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId": "bad!", "customerId": "  ", "referenceId": "\x01", "keyId": "bad!", "holdId": "bad!"}
 
@@ -491,7 +492,7 @@ MALFORMED = {"projectId": "bad!", "walletId": "bad!", "assetId": "bad!", "txId":
 def test_every_route_checks_its_reach_first() -> None:
     assert len(ROUTES) == 40  # the 28 seed endpoints, the request-result read, the 3 signing-key endpoints, a balance at an instant, a statement, a reversal, 5 of holds
     assert all(isinstance(route, GatewayRoute) for route in ALL_ROUTES)
-    assert {route.path for route in ALL_ROUTES if route not in ROUTES} == {"/health"}
+    assert {route.path for route in ALL_ROUTES if route not in ROUTES} == {"/health", "/metrics"}
 
 
 def _method(route: APIRoute) -> str:
@@ -554,6 +555,17 @@ async def test_a_project_key_gets_422_inside_its_project(gw: Gateway, route: API
     expected = 403 if declared_reach(route.dependant) is Reach.operator else 422
     assert response.status_code == expected, response.text
     assert gw.client.submitted == []
+
+
+async def test_metrics_are_for_operator_keys_and_count_requests_by_route_template(gw: Gateway) -> None:
+    await gw.http.get("/projects/p/wallets/carol-w", headers=key("operator"))
+    assert (await gw.http.get("/metrics")).status_code == 401
+    assert (await gw.http.get("/metrics", headers=key("project"))).status_code == 403
+    scraped = await gw.http.get("/metrics", headers=key("operator"))
+    assert scraped.status_code == 200
+    counted = [line for line in scraped.text.splitlines() if line.startswith("cloudwallet_gateway_requests_total{")]
+    assert any('route="/projects/{projectId}/wallets/{walletId}"' in line and 'status="200"' in line for line in counted), counted
+    assert not any("carol-w" in line for line in counted)  # the template, never the raw path
 
 
 @pytest.mark.parametrize("route", ROUTES, ids=_route_id)

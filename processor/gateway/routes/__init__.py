@@ -10,10 +10,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from processor.gateway.routes import assets, customers, health, holds, project_signing_keys, projects, request_results, transactions, wallets
+from processor.gateway.routes import assets, customers, health, holds, metrics, project_signing_keys, projects, request_results, transactions, wallets
 
 ROUTERS: tuple[APIRouter, ...] = (
     health.router,
+    metrics.router,
     projects.router,
     wallets.router,
     assets.router,
