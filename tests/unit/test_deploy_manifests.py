@@ -9,6 +9,7 @@ problem expected), so none of them can pass by checking nothing.
 from __future__ import annotations
 
 import copy
+import json
 import re
 import shlex
 from collections.abc import Callable, Iterator
@@ -562,3 +563,34 @@ def test_every_command_run_is_one_the_cli_parses(command: list[str]) -> None:
     with pytest.raises(SystemExit) as done:  # --help after the options: they parse, then exit 0
         main([*command[1:], "--help"])
     assert done.value.code == 0
+
+
+# --- the Grafana dashboard --------------------------------------------------------------------
+
+GRAFANA = ROOT / "deploy" / "grafana" / "cloudwallet.json"
+
+
+def dashboard_metric_problems(dashboard: dict[str, Any]) -> list[str]:
+    """Every metric a panel queries is one the processor or the gateway defines."""
+    from prometheus_client import REGISTRY
+
+    import processor.gateway.request_metrics  # noqa: F401 - registers the gateway's metrics
+    import processor.stream.metrics  # noqa: F401 - registers the processor's
+
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"), "gauge": ("",)}
+    known = {family.name + suffix for family in REGISTRY.collect() for suffix in suffixes.get(family.type, ("",))}
+    problems = []
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            for name in re.findall(r"\b(cloudwallet_[a-z_]+)\b", target["expr"]):
+                if name not in known:
+                    problems.append(f"panel {panel['title']!r} queries {name}, which nothing exports")
+    return problems
+
+
+def test_the_grafana_dashboard_queries_only_metrics_that_exist() -> None:
+    dashboard = json.loads(GRAFANA.read_text())
+    assert dashboard["panels"] and dashboard_metric_problems(dashboard) == []
+    broken = json.loads(GRAFANA.read_text())
+    broken["panels"][0]["targets"][0]["expr"] = "rate(cloudwallet_results_count_total[1m])"
+    assert dashboard_metric_problems(broken) != []  # the check can fail
