@@ -9,7 +9,7 @@ STACK  := $(PYTHON) deploy/local/stack.py
 # The processor they start logs in as itself (CLOUDWALLET_PROCESSOR_ENV_FILE).
 WITH_ENV = eval "$$($(STACK) env --as admin)" && export CLOUDWALLET_PROCESSOR_ENV_FILE=$$($(STACK) env-file --as processor) &&
 
-.PHONY: install up down status test unit demo bench bench-long fuzz schemas clean
+.PHONY: install up down status test unit demo bench bench-long fuzz schemas asyncapi clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,9 @@ fuzz: install up
 
 schemas: install
 	$(PY) -m schemas.jsonschema schemas/json
+
+asyncapi: install
+	$(PY) -m processor.stream.asyncapi docs/asyncapi.json
 
 clean:
 	rm -rf $(VENV) .pytest_cache .hypothesis
