@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -75,10 +76,33 @@ class DeadLetter:
 class BatchReport:
     replies: list[Reply] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
+    # Seconds in each phase of the batch (PHASES), and how often it ran again after a conflict
+    # with another processor: for the Kafka app's metrics (processor/stream/metrics.py).
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+    conflict_retries: int = 0
 
     def extend(self, other: BatchReport) -> None:
         self.replies += other.replies
         self.dead_letters += other.dead_letters
+        for phase, seconds in other.phase_seconds.items():
+            self.phase_seconds[phase] = self.phase_seconds.get(phase, 0.0) + seconds
+        self.conflict_retries += other.conflict_retries
+
+
+PHASES = ("decode", "load_and_lock", "engine", "write", "commit")
+
+
+class PhaseClock:
+    """Laps of one batch's phases: `lap(phase)` adds the time since the previous lap."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, phase: str) -> None:
+        now = time.perf_counter()
+        self.seconds[phase] = self.seconds.get(phase, 0.0) + now - self._last
+        self._last = now
 
 
 def key_of(result: Result) -> bytes:
@@ -142,12 +166,16 @@ def _with_conflict_retries(*, unit_of_work: UnitOfWorkFactory, records: Sequence
         before_sleep=lambda state: log.info("batch conflicted with another processor (%s); running it again", _describe(state.outcome.exception())),  # type: ignore[union-attr]
         reraise=True,
     )
-    return retrying(_process_once, unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
+    report = retrying(_process_once, unit_of_work=unit_of_work, records=records, consumer_group=consumer_group, max_request_bytes=max_request_bytes, verifier=verifier)
+    report.conflict_retries = retrying.statistics.get("attempt_number", 1) - 1
+    return report
 
 
 def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRecord], consumer_group: str, max_request_bytes: int, verifier: Verifier) -> BatchReport:
     now = datetime.now(UTC)
+    clock = PhaseClock()
     decoded: list[Decoded] = [decode(record, max_bytes=max_request_bytes, now=now) for record in records]
+    clock.lap("decode")
 
     with unit_of_work() as uow:
         floors = _floors(uow, decoded, consumer_group=consumer_group)
@@ -157,9 +185,11 @@ def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRe
         state = uow.load_state(state_keys([d.request for d in candidates]))  # type: ignore[misc]
         decoded = _hold_replays(uow, decoded, state=state, floors=floors)
         to_apply = [d for d in decoded if d.request is not None]
+        clock.lap("load_and_lock")  # lock waits included
         outcome = apply_batch(requests=[d.request for d in to_apply], state=state, now=now, log_times=[d.record.log_time for d in to_apply])  # type: ignore[misc]
         for index, fault in outcome.faults:
             log.error("the engine failed on the record at %s (%s); answered InternalError", to_apply[index].record.where, _describe(fault))
+        clock.lap("engine")
         spenders = _spenders(to_apply, outcome)
         uow.store_record_answers([*refused, *_unspent_answers(to_apply, outcome, spenders=spenders)], now=now)
         originals = dict(state.references)
@@ -168,9 +198,11 @@ def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRe
             originals.update(uow.load_references(rejected))
         stored = uow.write(outcome, spenders=spenders, now=now)
         uow.store_offsets(consumer_group=consumer_group, offsets=next_offsets(records), now=now)
+        clock.lap("write")
         failpoint("before_db_commit")
         uow.commit()
         failpoint("after_db_commit")
+        clock.lap("commit")
 
     sources, hashes = dict(uow.reference_sources), dict(uow.reference_hashes)
     for spent in outcome.references:  # spent by this batch
@@ -178,7 +210,7 @@ def _process_once(*, unit_of_work: UnitOfWorkFactory, records: Sequence[SourceRe
         originals.setdefault(key, spent.result)
         sources[key], hashes[key] = spenders[key]
     answers = _Answers(originals=originals, sources=sources, hashes=hashes, stored=stored)
-    report = BatchReport()
+    report = BatchReport(phase_seconds=clock.seconds)
     results = iter(outcome.results)
     for item in decoded:
         result = next(results) if item.request is not None else None

@@ -298,6 +298,7 @@ class Processor:
         finally:
             self.batch_running_since = None
         metrics.BATCH_SECONDS.labels(stage="apply_and_commit").observe(time.monotonic() - started)
+        metrics.time_report(report)
         offsets = next_offsets(records)
         self._measure_lag(offsets)
         await self.results.hand_over(CommittedBatch(report=report, offsets=offsets))

@@ -24,6 +24,13 @@ BATCH_SECONDS: Final = Histogram(
     ["stage"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
+BATCH_PHASE_SECONDS: Final = Histogram(
+    "cloudwallet_batch_phase_seconds",
+    "Time of each phase inside apply_and_commit: decode, load_and_lock (lock waits included), engine, write, commit",
+    ["phase"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+)
+CONFLICT_RETRIES: Final = Counter("cloudwallet_batch_conflict_retries_total", "Batches run again after a conflict with another processor")
 RESULTS: Final = Counter("cloudwallet_results_total", "Results published, by status and error code ('' when Completed)", ["status", "code"])
 DEAD_LETTERS: Final = Counter("cloudwallet_dead_letters_total", "Records dead-lettered, by kind of reason", ["kind"])
 CONSUMER_LAG: Final = Gauge("cloudwallet_consumer_lag_records", "Records of a partition not yet applied: the broker's high watermark minus the next offset", ["partition"])
@@ -50,6 +57,14 @@ def dead_letter_kind(reason: str) -> str:
         if phrase in reason:
             return kind
     return "other"
+
+
+def time_report(report: BatchReport) -> None:
+    """How long the batch's phases took, and how often it ran again after a conflict."""
+    for phase, seconds in report.phase_seconds.items():
+        BATCH_PHASE_SECONDS.labels(phase=phase).observe(seconds)
+    if report.conflict_retries:
+        CONFLICT_RETRIES.inc(report.conflict_retries)
 
 
 def count_report(report: BatchReport) -> None:

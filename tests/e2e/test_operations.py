@@ -63,6 +63,8 @@ async def test_metrics_after_real_traffic_and_readiness_that_follows_postgresql(
         text = (await get(port, "/metrics")).text
         assert samples(text, "cloudwallet_batch_records_count")[""] >= 1
         assert samples(text, "cloudwallet_batch_seconds_count")['{stage="apply_and_commit"}'] >= 1
+        phases = samples(text, "cloudwallet_batch_phase_seconds_count")
+        assert {f'{{phase="{phase}"}}' for phase in ("decode", "load_and_lock", "engine", "write", "commit")} <= set(phases), phases
         results = samples(text, "cloudwallet_results_total")
         assert results['{code="",status="Completed"}'] == 5  # the project, its asset, two wallets, the funding
         assert results['{code="InsufficientFunds",status="Failed"}'] == 1

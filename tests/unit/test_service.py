@@ -103,6 +103,15 @@ def test_a_conflict_runs_the_batch_again(database: FakeDatabase) -> None:
     report = run(database, records([issue("i1")]), unit_of_work=lambda: ConflictsOnce(database))
     assert len(attempts) == 2 and report.replies[0].result.status.value == "Completed"
     assert database.ledger.balance("p", "A") == 500
+    assert report.conflict_retries == 1  # counted for cloudwallet_batch_conflict_retries_total
+
+
+def test_a_batch_reports_the_time_of_each_phase(database: FakeDatabase) -> None:
+    from processor.service.batch import PHASES
+
+    report = run(database, records([issue("i1"), issue("i2")]))
+    assert set(report.phase_seconds) == set(PHASES) and all(seconds >= 0 for seconds in report.phase_seconds.values())
+    assert report.conflict_retries == 0
 
 
 def test_an_unavailable_database_raises_and_keeps_nothing(database: FakeDatabase) -> None:
