@@ -81,7 +81,8 @@ class HoldSweep:
             return 0
         sent = [await producer.send(self._topic, key=key, value=value, headers=headers) for key, value, headers in map(self._record, fresh)]
         await asyncio.gather(*sent)
-        self._published = {hold: sweep for hold, sweep in self._published.items() if hold in set(due)}  # bounded: the due ones only
+        still_due = set(due)
+        self._published = {hold: sweep for hold, sweep in self._published.items() if hold in still_due}  # bounded: the due ones only
         self._published.update((hold, self._sweeps) for hold in fresh)
         log.info("published hold.expire for %d hold(s) past their expiry in %.0f ms", len(fresh), (time.monotonic() - started) * 1000)
         return len(fresh)
