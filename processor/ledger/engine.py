@@ -617,16 +617,18 @@ class _Batch:
         the hold Expired), in the order of their expiry."""
         project_id = request_project_id(request)
         holds, wallets, log_time = self.work.holds, self.work.wallets, self.log_time
-        due: list[Hold] = []
-        for wallet_key in self._touched_wallets(request, project_id):
+        # By key: a request names a wallet more than once (two operations on it), and a hold made,
+        # rolled back and made again is listed twice in _holds_of; each hold expires once.
+        due: dict[HoldKey, Hold] = {}
+        for wallet_key in dict.fromkeys(self._touched_wallets(request, project_id)):
             wallet = wallets.get(wallet_key)
             if wallet is None or wallet.held == 0:
                 continue
             for key in self._holds_of.get(wallet_key, ()):
                 hold = holds.get(key)
                 if hold is not None and hold.status is HoldStatus.Active and hold.expires_at is not None and hold.expires_at <= log_time:
-                    due.append(hold)
-        for hold in sorted(due, key=lambda h: (h.expires_at, h.hold_id)):
+                    due[key] = hold
+        for hold in sorted(due.values(), key=lambda h: (h.expires_at, h.hold_id)):
             expiry = HoldExpire.of(project_id=project_id, hold_id=hold.hold_id)
             description = f"hold {hold.hold_id!r} expired at {hold.expires_at.isoformat()}"  # type: ignore[union-attr]
             view, posted = self._transaction(

@@ -737,3 +737,15 @@ def test_no_metadata_costs_one_shared_empty_dict_and_metadata_changes_no_rule(le
         outcomes.append([twin.tx(*operations, reference_id=f"same-{n}", **labels) for n, operations in enumerate(transactions)])
     without, with_metadata = ([r.model_dump(exclude={"transaction": {"metadata"}}) for r in results] for results in outcomes)
     assert without == with_metadata and [r["status"] for r in without] == ["Completed", "Failed", "Completed"]
+
+
+def test_a_request_naming_a_holding_wallet_twice_expires_its_hold_once(ledger: Ledger) -> None:
+    """Found by `make fuzz`: the due holds were collected once per mention of the wallet, and the
+    second expiry of the same hold failed the request with InternalError."""
+    ok(ledger.tx(issue("U1", "10.00")))
+    ok(ledger("hold.create", hold_id="h1", wallet_id="U1", amount="8.00", expires_at="2025-01-01T00:05:00Z"))
+    twice = req(type="transaction.run", project_id=P, reference_id="twice", operations=[redeem("U1", "1.00"), transfer("U1", "U2", "1.00")])
+    ok(ledger.store.run([twice], log_times=[LATER])[0])
+    expiries = [t for t in ledger.store.transactions.values() if t.reference_id == "~expire/h1"]
+    assert len(expiries) == 1 and ledger.store.holds[(P, "h1")].status == "Expired"
+    assert (ledger.balance("U1"), held(ledger, "U1")) == (800, 0)
