@@ -172,8 +172,9 @@ touched: `project`, `asset`, `customer`, `wallet`, `wallets` (the wallets a
 `hold` (hold.create / capture / void / expire) and `original` for a `DuplicateReferenceId`.
 Entries are `Issue`, `Redeem`, `Debit` (the from side of a Transfer), `Credit` (the to side),
 `Hold` and `Release`, each with `balance_after` and `available_after`. A failed
-request carries no entity state, except a failed `transaction.run` or `transaction.reverse`,
-whose result carries the recorded (Failed, entry-less) transaction. A transaction shows
+request carries no entity state, except a failed `transaction.run`, `transaction.reverse`,
+`hold.create`, `hold.capture` or `hold.void`, whose result carries the recorded (Failed,
+entry-less) transaction. A transaction shows
 `reverses` (the transaction a `transaction.reverse` undid) and `reversed_by` (the Completed
 reversal of this one, as of when it was read).
 

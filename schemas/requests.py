@@ -395,8 +395,8 @@ def _expiry_reference(hold_id: str) -> str:
 
 class HoldExpire(_ProjectScoped):
     """Release a hold past its `expires_at` (by the record's log time). The processor's sweep
-    publishes it for holds on wallets that see no traffic; its reference ID is the hold's own
-    (`~expire/{hold_id}`), so two sweeps of one hold spend one reference."""
+    publishes it for holds on wallets that see no traffic. Its reference ID is the hold's own
+    (`~expire/{hold_id}`) and it spends nothing: any number of them answer from the hold's state."""
 
     type: Literal["hold.expire"]
     reference_id: Annotated[str, Strict(), Field(description="exactly '~expire/' followed by the hold_id")]  # type: ignore[assignment]

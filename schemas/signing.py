@@ -129,6 +129,11 @@ class Verifier:
         self.master = master
         self.required = required
         self._secrets: dict[str, bytes] = {}
+        # The ledger's own key, in no table: its scope is known here, once.
+        self._ledger_scope = (
+            None if master is None
+            else KeyScope(key_id=LEDGER_KEY_ID, project_id=None, revoked=False, secret_sha256=secret_sha256(derive_secret(master, LEDGER_KEY_ID)))
+        )  # fmt: skip
 
     def refusal(
         self, *, value: bytes, key_id: bytes | None, signed: bytes | None, project_id: str | None, scope: KeyScope | None, request_type: str
@@ -138,10 +143,10 @@ class Verifier:
             return "the request is not signed (signature_key_id and signature headers)" if self.required else None
         if key_id is None or signed is None:
             return "the request has only one of the signature_key_id and signature headers"
-        if key_id == LEDGER_KEY_ID.encode() and self.master is not None:
+        if key_id == LEDGER_KEY_ID.encode() and self._ledger_scope is not None:
             if request_type not in LEDGER_REQUEST_TYPES:
                 return f"signing key {LEDGER_KEY_ID} (the ledger's own) signs only {', '.join(sorted(LEDGER_REQUEST_TYPES))}"
-            scope = KeyScope(key_id=LEDGER_KEY_ID, project_id=None, revoked=False, secret_sha256=secret_sha256(derive_secret(self.master, LEDGER_KEY_ID)))
+            scope = self._ledger_scope
         if scope is None or self.master is None:
             return "the request is signed with an unknown signing key"
         if scope.revoked:

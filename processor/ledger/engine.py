@@ -37,7 +37,7 @@ from schemas.requests import request_project_id
 from processor.ledger.postings import Context, Posted, Posting, check_postings, opposite, post_operations
 from processor.ledger.rejection import Rejected, reject
 from processor.ledger.outcome import BatchOutcome, EntryRecord, ReferenceRecord, TransactionRecord
-from processor.ledger.state import NO_METADATA, Asset, Customer, Hold, HoldKey, LedgerState, Metadata, Project, TransactionKey, Wallet, WalletKey
+from processor.ledger.state import NO_METADATA, Asset, Customer, Hold, HoldKey, LedgerState, Metadata, Project, StoredTransaction, TransactionKey, Wallet, WalletKey
 from processor.ledger.views import (
     asset_view,
     build,
@@ -72,7 +72,6 @@ from schemas.requests import (
     Operation,
     TransactionReverse,
     TransactionRun,
-    Transfer,
     Void,
     WalletOpen,
     WalletRename,
@@ -430,7 +429,7 @@ class _Batch:
         """The opposite of each operation of a Completed transaction, in reverse order, as one new
         transaction (docs/holds-and-reversals.md): at most once, never of a reversal."""
         named = request.transaction_id
-        original = self.state.transactions.get((project_id, named))
+        original = self._stored_transaction((project_id, named))
         if original is None:
             reject(ErrorCode.TransactionNotFound, f"transaction {named!r} not found")
         if original.reverses is not None:
@@ -448,6 +447,21 @@ class _Batch:
             assert result.transaction is not None
             self._reversed[original.key] = result.transaction.transaction_id
         return result
+
+    def _stored_transaction(self, key: TransactionKey) -> StoredTransaction | None:
+        """A transaction as loaded (rule 7), or as recorded earlier in this batch: a reversal may
+        name one whose request came just before it, and the answer may not depend on where a
+        batch ends. (A scan, but only for a reversal of a transaction not yet stored.)"""
+        loaded = self.state.transactions.get(key)
+        if loaded is not None:
+            return loaded
+        for record in reversed(self.outcome.transactions):
+            if (record.project_id, record.transaction_id) == key:
+                return StoredTransaction(
+                    project_id=record.project_id, transaction_id=record.transaction_id, status=record.status, operations=list(record.operations),
+                    reverses=record.reverses, reversed_by=None,
+                )  # fmt: skip
+        return None
 
     def _run_operations(
         self, request: TransactionRun | TransactionReverse | HoldCreate | HoldCapture | HoldVoid, project_id: str, operations: list[Operation], *,
@@ -648,7 +662,7 @@ class _Batch:
                     if isinstance(operation, Capture | Void) and (hold := holds.get((project_id, operation.hold_id))) is not None:
                         ids.append(hold.wallet_id)
             case TransactionReverse():
-                original = self.state.transactions.get((project_id, request.transaction_id))
+                original = self._stored_transaction((project_id, request.transaction_id))
                 ids += () if original is None else operation_wallet_ids(original.operations)
             case HoldCreate() | WalletSetStatus():
                 ids.append(request.wallet_id)

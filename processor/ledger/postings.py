@@ -190,12 +190,7 @@ def _hold(o: _Overlay, operation: Hold, index: int) -> None:
     amount = _minor(operation.amount, o.fractions(source), index)
     balance, held = o.balance(source), o.held(source)
     if balance - held < amount:
-        fractions = o.fractions(source)
-        reject(
-            ErrorCode.InsufficientFunds,
-            f"wallet {source.wallet_id!r} has {format_minor_units(balance - held, fractions=fractions)} available, the hold needs {format_minor_units(amount, fractions=fractions)}",
-            index,
-        )
+        o._short(source, balance=balance, held=held, amount=amount, index=index, needs="the hold")
     o.post(source, index, EntryType.Hold, amount, balance=balance, held=held + amount)
     hold = HoldState(
         project_id=c.project_id, hold_id=operation.hold_id, wallet_id=source.wallet_id, to_wallet_id=operation.to_wallet_id, amount=amount, captured=None,

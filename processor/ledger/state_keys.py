@@ -25,10 +25,10 @@ Loader contract (what ``processor.storage`` must put in ``LedgerState`` for a ba
    or Void moves value in wallets its request does not name.
 
 Locks (SELECT ... FOR UPDATE, in sorted key order, one statement per table, in the order
-projects -> assets -> customers -> transactions -> holds (read only) -> wallets): every loaded
-wallet (always),
-the transactions in ``transaction_keys``, the assets in ``locked_asset_keys``, the customers
-in ``locked_customer_keys`` and the projects in ``locked_project_ids``. Rows loaded only by
+projects -> assets -> customers -> wallets): every loaded wallet (always), the assets in
+``locked_asset_keys``, the customers in ``locked_customer_keys`` and the projects in
+``locked_project_ids``. Transactions and holds are read, never locked: history is never
+updated, and a hold changes only under its wallet's lock. Rows loaded only by
 the joins of rules 2 and 3 need no lock: an asset's ``fractions`` never changes and an
 asset with a wallet can never be deleted; a customer's suspension suspends its wallets
 under the wallet locks, which we hold.
@@ -50,7 +50,7 @@ from schemas.requests import (
     CustomerResume,
     CustomerSuspend,
     CustomerUpsert,
-    Capture,
+    HOLD_OPERATIONS,
     Hold,
     HoldCapture,
     HoldCreate,
@@ -66,7 +66,6 @@ from schemas.requests import (
     TransactionReverse,
     TransactionRun,
     Transfer,
-    Void,
     WalletOpen,
     WalletRename,
     WalletSetDescription,
@@ -134,7 +133,7 @@ def operation_wallet_ids(operations: Iterable[Operation]) -> Iterable[str]:
                 yield operation.to_wallet_id  # type: ignore[union-attr]
 
 
-_HOLD_TYPES = frozenset({Hold, Capture, Void})
+_HOLD_TYPES = frozenset(HOLD_OPERATIONS)
 
 
 def operation_hold_ids(operations: list[Operation], *, project_id: str, reference_id: str) -> Iterable[str]:
@@ -142,8 +141,8 @@ def operation_hold_ids(operations: list[Operation], *, project_id: str, referenc
     if all(type(operation) not in _HOLD_TYPES for operation in operations):
         return
     for operation in resolved_operations(operations, project_id=project_id, reference_id=reference_id):
-        if isinstance(operation, Hold | Capture | Void):
-            yield operation.hold_id  # type: ignore[misc]
+        if type(operation) in _HOLD_TYPES:
+            yield operation.hold_id  # type: ignore[union-attr]
 
 
 def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
@@ -172,7 +171,8 @@ def state_keys(requests: Iterable[RequestModel]) -> StateKeys:
                 transactions.add((project_id, request.transaction_id))
             case HoldCreate():
                 wallets.update((project_id, w) for w in (request.wallet_id, request.to_wallet_id) if w is not None)
-                holds.add((project_id, request.hold_id or derive_hold_id(project_id=project_id, reference_id=request.reference_id, operation_index=0)))
+                operations = [request.operation(hold_id=request.hold_id)]  # as the engine runs it
+                holds.update((project_id, h) for h in operation_hold_ids(operations, project_id=project_id, reference_id=request.reference_id))
             case HoldCapture() | HoldVoid() | HoldExpire():
                 holds.add((project_id, request.hold_id))
             case WalletSetStatus():

@@ -183,9 +183,15 @@ class PostgresUnitOfWork:
 
     def _load_holds(self, named: Sequence[HoldKey], holding: Sequence[WalletKey], state: LedgerState) -> None:
         """The named holds and the Active holds of the (locked) wallets with held > 0, read after
-        the wallet locks: a hold changes only under its wallet's lock."""
+        the wallet locks: a hold changes only under its wallet's lock. A named hold whose wallets
+        were not locked was made by another batch between `_hold_wallets` and the lock: it is left
+        out, as in that earlier read (HoldNotFound, and the client may try again)."""
+        wallets, asked = state.wallets, set(named)
         for row in fetch(self.connection, SELECT_HOLDS, [*pairs(named), *pairs(holding)]):
             project_id, hold_id, wallet_id, to_wallet_id, amount, captured, status, expires_at, created_by, finished_by, created_at, finished_at, metadata = row
+            destination_missing = (project_id, hold_id) in asked and to_wallet_id is not None and (project_id, to_wallet_id) not in wallets
+            if (project_id, wallet_id) not in wallets or destination_missing:
+                continue
             state.holds[(project_id, hold_id)] = Hold(
                 project_id=project_id, hold_id=hold_id, wallet_id=wallet_id, to_wallet_id=to_wallet_id, amount=int(amount),
                 captured=None if captured is None else int(captured), status=HOLD_STATUS[status], expires_at=expires_at,

@@ -91,7 +91,7 @@ SELECT_HOLD_WALLETS = (
 # ... after them: the named holds, and the Active holds of the locked wallets with held > 0.
 SELECT_HOLDS = (
     f"SELECT {_HOLD_READ} FROM holds WHERE (project_id, hold_id) IN (SELECT * FROM unnest(%b::text[], %b::text[])) "
-    f"UNION SELECT {_HOLD_READ} FROM holds WHERE status = 'Active' AND (project_id, wallet_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
+    f"UNION ALL SELECT {_HOLD_READ} FROM holds WHERE status = 'Active' AND (project_id, wallet_id) IN (SELECT * FROM unnest(%b::text[], %b::text[]))"
 )
 # A hold's metadata is its creating transaction's: written once, never updated.
 UPSERT_HOLDS = (

@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from processor.ledger.outcome import BatchOutcome
-from processor.ledger.state import Hold, Metadata, ReferenceKey, Wallet
+from processor.ledger.state import Hold, Metadata, ReferenceKey, Wallet, WalletKey
 from processor.storage import tables as m
 from processor.storage.driver import as_sqlalchemy_errors, driver_cursor, keys_in
 from processor.storage.sources import Spender
@@ -48,7 +48,7 @@ class StoredResults:
 class BatchWriter:
     """Writes one batch's outcome on the unit of work's connection, inside its transaction."""
 
-    def __init__(self, *, connection: sa.Connection, loaded_wallets: Mapping[ReferenceKey, Wallet]) -> None:
+    def __init__(self, *, connection: sa.Connection, loaded_wallets: Mapping[WalletKey, Wallet]) -> None:
         self.connection = connection
         # The wallets as the batch loaded (and locked) them: a balance-only change of one of
         # them is the cheap UPDATE; anything else the full upsert.

@@ -504,3 +504,15 @@ def test_the_metadata_filters_are_served_by_the_gin_index(database_url):
         owner.dispose()
     for plan in plans:
         assert "ix_transactions_metadata" in plan and "ix_transactions_time" not in plan, plan
+
+
+def test_a_named_hold_made_by_another_batch_after_its_wallets_were_read_is_left_out(engine, project, monkeypatch):
+    """Loader rule 8 reads a named hold's wallets before the wallet locks and the hold after them:
+    a hold committed in between by another partition's batch would come without its wallets."""
+    [made] = apply(engine, [{"type": "hold.create", "project_id": project, "reference_id": "h", "hold_id": "h1", "wallet_id": "A", "amount": "5"}])
+    assert made.status.value == "Completed"
+    keys = state_keys([RequestAdapter.validate_python({"type": "hold.void", "project_id": project, "reference_id": "v", "hold_id": "h1"})])
+    monkeypatch.setattr(PostgresUnitOfWork, "_hold_wallets", lambda self, named: set())  # as if read before h1 existed
+    with PostgresUnitOfWork(engine) as uow:
+        state = uow.load_state(keys)
+    assert state.holds == {} and state.wallets == {}

@@ -749,3 +749,16 @@ def test_a_request_naming_a_holding_wallet_twice_expires_its_hold_once(ledger: L
     expiries = [t for t in ledger.store.transactions.values() if t.reference_id == "~expire/h1"]
     assert len(expiries) == 1 and ledger.store.holds[(P, "h1")].status == "Expired"
     assert (ledger.balance("U1"), held(ledger, "U1")) == (800, 0)
+
+
+def test_a_reversal_of_a_transaction_made_earlier_in_the_same_batch_applies(ledger: Ledger) -> None:
+    """The answer may not depend on where a batch ends: the original is found among the batch's
+    own records when it is not stored yet."""
+    paid = req(type="transaction.run", project_id=P, reference_id="pay", operations=[issue("U1", "5.00")])
+    undo = req(type="transaction.reverse", project_id=P, reference_id="undo", transaction_id=derive_transaction_id(project_id=P, reference_id="pay"))
+    again = req(type="transaction.reverse", project_id=P, reference_id="undo-2", transaction_id=derive_transaction_id(project_id=P, reference_id="pay"))
+    first, reversal, second = ledger.store.run([paid, undo, again])
+    ok(first)
+    assert ok(reversal).transaction.reverses == first.transaction.transaction_id  # type: ignore[union-attr]
+    failed(second, ErrorCode.TransactionAlreadyReversed)
+    assert ledger.balance("U1") == 0
