@@ -29,6 +29,9 @@ from schemas.results import EntryType, EntryView, Result
 from schemas.ids import derive_transaction_id
 
 
+EXPIRES_SOON = object()  # a step's expires_at, filled in when the step is sent
+
+
 def _line(step: str, result: Result) -> str:
     outcome = result.status.value
     if result.error is not None:
@@ -56,7 +59,8 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
     w1, w2, fees = f"W1-{run}", f"W2-{run}", f"fees-{run}"
     fee_transaction = derive_transaction_id(project_id=project, reference_id=f"fee-{run}")
     # Expiry is decided by the log time of each request: a capture appended after it is too late.
-    expiry = datetime.now(UTC) + timedelta(seconds=6)
+    # The short hold's expiry is set when it is sent (EXPIRES_SOON), however long the steps before took.
+    expiry = datetime.now(UTC)
     steps: list[tuple[str, dict[str, Any] | None]] = [
         ("create project", {"type": "project.create", "project_id": project, "name": "Demo shop"}),
         ("create asset USD (fractions 100)", {"type": "asset.create", "asset_id": "usd", "code": "USD", "name": "US dollar", "fractions": 100}),
@@ -89,9 +93,9 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
             {"type": "Transfer", "from_wallet_id": w2, "to_wallet_id": w1, "amount": "15"}]}),
         ("capture 2.50 of the booking (the rest is released)", {"type": "hold.capture", "hold_id": f"booking-{run}", "amount": "2.50"}),
         ("capture the booking again", {"type": "hold.capture", "hold_id": f"booking-{run}"}),
-        (f"hold 1 of W2 until {expiry:%H:%M:%S}", {"type": "hold.create", "hold_id": f"short-{run}", "wallet_id": w2, "amount": "1",
-            "expires_at": expiry.isoformat()}),
-        (f"(waiting until after {expiry:%H:%M:%S})", None),
+        ("hold 1 of W2 for 6 seconds", {"type": "hold.create", "hold_id": f"short-{run}", "wallet_id": w2, "amount": "1",
+            "expires_at": EXPIRES_SOON}),
+        ("(waiting until after its expiry)", None),
         ("capture that hold after its expiry", {"type": "hold.capture", "hold_id": f"short-{run}"}),
         ("amount with too many decimals", {"type": "transaction.run", "operations": [
             {"type": "Issue", "wallet_id": w1, "amount": "0.001"}]}),
@@ -112,6 +116,9 @@ async def traffic(settings: ProcessorSettings, *, signing_key: SigningKey) -> in
                 print(f"  {step}", flush=True)
                 await asyncio.sleep(max(0.0, (expiry - datetime.now(UTC)).total_seconds()) + 0.5)
                 continue
+            if body.get("expires_at") is EXPIRES_SOON:
+                expiry = datetime.now(UTC) + timedelta(seconds=6)
+                body = {**body, "expires_at": expiry.isoformat()}
             request = {"reference_id": f"{run}-{index}", **body}
             if request["type"] != "project.create":
                 request["project_id"] = project

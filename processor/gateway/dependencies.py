@@ -286,9 +286,9 @@ class Writer:
         try:
             result = await self.publish(model)
         except ResultTimeout:
-            RESULT_WAIT_SECONDS.labels(type=model.type).observe(time.monotonic() - started)
             return pending(model)
-        RESULT_WAIT_SECONDS.labels(type=model.type).observe(time.monotonic() - started)
+        finally:
+            RESULT_WAIT_SECONDS.labels(type=model.type).observe(time.monotonic() - started)
         return answer(model, result, created=created)
 
     def request(self, type: str, *, path: dict[str, str], body: BaseModel | None) -> RequestModel:

@@ -24,6 +24,10 @@ RESULT_WAIT_SECONDS: Final = Histogram(
 )  # fmt: skip
 
 
+# The methods a label may name: any other token a client sends is "other" (no series minted).
+_METHODS: Final = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
 class RequestMetrics:
     """ASGI middleware: counts and times every HTTP request once it is answered."""
 
@@ -48,5 +52,6 @@ class RequestMetrics:
         finally:
             route = scope.get("route")  # set by the router on the very scope dict passed down
             template = getattr(route, "path", "unmatched")
-            REQUESTS.labels(method=scope["method"], route=template, status=str(status)).inc()
-            REQUEST_SECONDS.labels(method=scope["method"], route=template).observe(time.monotonic() - started)
+            method = scope["method"] if scope["method"] in _METHODS else "other"
+            REQUESTS.labels(method=method, route=template, status=str(status)).inc()
+            REQUEST_SECONDS.labels(method=method, route=template).observe(time.monotonic() - started)

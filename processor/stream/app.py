@@ -253,7 +253,9 @@ class Processor:
         self.batch_running_since: float | None = None
         metrics.BATCHES_IN_FLIGHT.set_function(lambda: self.results.open_batches)
         readiness = Readiness(
-            engine=self.engine, broker_connected=lambda: self.producer is not None and self.subscriber.consumer is not None,
+            # Its own one connection, with a connect timeout: probes of a hung database must not
+            # take the batches' pool (a timed-out SELECT's thread keeps its connection a while).
+            engine=sa.create_engine(settings.database_url, pool_size=1, max_overflow=0, connect_args={"connect_timeout": 2}), broker_connected=lambda: self.producer is not None and self.subscriber.consumer is not None,
             partitions_assigned=self._partitions_assigned, batch_running_since=lambda: self.batch_running_since,
             stuck_after_seconds=settings.stuck_batch_seconds,
         )  # fmt: skip
@@ -309,9 +311,11 @@ class Processor:
         consumer = self.subscriber.consumer
         if consumer is None:
             return
+        assigned = consumer.assignment()  # highwater() asserts on a partition revoked meanwhile
         lags = []
         for (topic, partition), next_offset in offsets.items():
-            highwater = consumer.highwater(TopicPartition(topic, partition))
+            tp = TopicPartition(topic, partition)
+            highwater = consumer.highwater(tp) if tp in assigned else None
             if highwater is not None:
                 lags.append((partition, highwater - next_offset))
         metrics.set_lag(lags)
@@ -351,7 +355,7 @@ class Processor:
         metrics.count_report(report)
 
     async def _publish_report(self, report: BatchReport) -> None:
-        assert self.producer is not None and self.reply_targets is not None, "the processor has not started"
+        assert self.producer is not None and self.reply_targets is not None, "the processor has not started"  # for the type checker
         outgoing = await self._outgoing(report)
         try:
             await publish_records(self.producer, [item.message for item in outgoing])

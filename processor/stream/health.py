@@ -2,8 +2,9 @@
 
 `GET /health/live`: 200 whenever the event loop answers (a loop blocked or dead answers nothing:
 the probe's timeout is the signal). `GET /health/ready`: 200 when the processor can do its work —
-PostgreSQL answers `SELECT 1` within a bound, the broker connection is up, partitions are
-assigned, and no batch has been in stage 1 longer than `stuck_after_seconds` — else 503 naming
+PostgreSQL answers `SELECT 1` within a bound, the Kafka producer and consumer are started,
+partitions are assigned (a broker outage shows as the stuck batch below, or as partitions
+revoked), and no batch has been in stage 1 longer than `stuck_after_seconds` — else 503 naming
 what is wrong. `GET /metrics`: processor/stream/metrics.py. Served by uvicorn in the
 processor's own event loop, on `CLOUDWALLET_HEALTH_PORT` (0: not served).
 """
@@ -44,7 +45,7 @@ class Readiness:
         if not await self._database_answers():
             found.append(f"PostgreSQL did not answer SELECT 1 within {DATABASE_TIMEOUT_S:.0f}s")
         if not self.broker_connected():
-            found.append("not connected to the Kafka broker")
+            found.append("the Kafka producer or consumer is not started")
         elif self.partitions_assigned() == 0:
             found.append("no partition of the requests topic is assigned to this processor")
         since = self.batch_running_since()

@@ -5,7 +5,7 @@ The engine releases a hold past its `expires_at` before any request touching its
 such a hold Active, and its `available` low, for as long as it stays idle. Every
 `hold_sweep_seconds` the processor reads up to `hold_sweep_limit` of them (the partial index
 ix_holds_active_expiry) and publishes a `hold.expire` for each to the requests topic, keyed and
-signed like any request (with the processor's operator key, CLOUDWALLET_SIGNING_KEY), so the
+signed like any request (with the ledger's own key, schemas/signing.py LEDGER_KEY_ID), so the
 expiry is a record of the log: a replay applies it at the same point. A hold.expire spends no
 reference and expires nothing early, so a sweep published twice (two processors, or one that
 crashed before the first was applied) does no harm; a hold already published for and not yet

@@ -34,7 +34,7 @@ CONFLICT_RETRIES: Final = Counter("cloudwallet_batch_conflict_retries_total", "B
 RESULTS: Final = Counter("cloudwallet_results_total", "Results published, by status and error code ('' when Completed)", ["status", "code"])
 DEAD_LETTERS: Final = Counter("cloudwallet_dead_letters_total", "Records dead-lettered, by kind of reason", ["kind"])
 CONSUMER_LAG: Final = Gauge("cloudwallet_consumer_lag_records", "Records of a partition not yet applied: the broker's high watermark minus the next offset", ["partition"])
-BATCHES_IN_FLIGHT: Final = Gauge("cloudwallet_batches_in_flight", "Batches committed to PostgreSQL whose results are not out yet (stage 2)")
+BATCHES_IN_FLIGHT: Final = Gauge("cloudwallet_batches_in_flight", "Batches begun (stage 1) and not yet published and committed (stage 2)")
 
 # A dead letter's reason is text made for people (processor/service/records.py); its kind, for a
 # label, is the first of these phrases it contains.
@@ -46,9 +46,8 @@ _DEAD_LETTER_KINDS: Final = (
     ("cannot be answered", "unanswerable"),
     ("answer could not be built", "answer_failed"),
     ("failed in the database", "database"),
-    ("JSON", "not_json"),
-    ("UTF-8", "not_json"),
-    ("nest", "too_deep"),
+    ("nested deeper", "too_deep"),
+    ("not UTF-8 JSON", "not_json"),
 )
 
 

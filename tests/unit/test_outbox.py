@@ -58,3 +58,18 @@ def test_a_minimal_dead_letter_keeps_only_the_reason_and_the_source():
     topic, key, value, headers = dead_letter_message(letter, topic="dlq", max_value_bytes=10, minimal=True).message
     assert (key, value) == (None, b"")
     assert [name for name, _ in headers] == ["dlq_reason", "source_topic", "source_partition", "source_offset"]
+
+
+def test_every_dead_letter_reason_the_decoder_gives_has_its_own_metric_kind() -> None:
+    from processor.service.records import decode
+    from processor.stream.metrics import dead_letter_kind
+
+    def reason(value: bytes | None, *, max_bytes: int = 1 << 20) -> str:
+        decoded = decode(SourceRecord(topic="t", partition=0, offset=0, key=None, value=value), max_bytes=max_bytes, now=datetime.now(UTC))
+        assert decoded.dlq_reason is not None
+        return decoded.dlq_reason
+
+    deep = b"[" * 200_000 + b"]" * 200_000  # beyond what the parser recurses into
+    cases = {b"": "empty", b"\xff\xfe": "not_json", b"{" : "not_json", b"[1]": "not_an_object", deep: "too_deep", b'{"reference_id": 7}': "unanswerable"}
+    assert {value: dead_letter_kind(reason(value)) for value in cases} == cases
+    assert dead_letter_kind(reason(b"x" * 2000, max_bytes=1024)) == "too_large"
