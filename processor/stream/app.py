@@ -251,6 +251,7 @@ class Processor:
         )  # fmt: skip
         # Liveness, readiness and /metrics on their own port (health.py), when one is set.
         self.batch_running_since: float | None = None
+        self.warned_create_time = False
         metrics.BATCHES_IN_FLIGHT.set_function(lambda: self.results.open_batches)
         readiness = Readiness(
             # Its own one connection, with a connect timeout: probes of a hung database must not
@@ -269,6 +270,15 @@ class Processor:
         """Stage 1: apply and commit the batch to PostgreSQL, then hand it to stage 2 and return
         (FastStream polls the next batch while this one's results go out)."""
         records = [source_record(r) for r in message.raw_message]
+        if records[0].log_time is None and not self.warned_create_time:
+            # A requests topic made before LogAppendTime was set (ensure_topics sets it only on
+            # topics it creates): expiry falls back to the batch clock, which a replay does not repeat.
+            self.warned_create_time = True
+            log.warning(
+                "%s carries producer CreateTime timestamps: hold expiry uses the processor's clock instead of log time; set the topic's "
+                "message.timestamp.type=LogAppendTime (kafka-configs --alter --entity-type topics --add-config message.timestamp.type=LogAppendTime)",
+                records[0].topic,
+            )
         await self.listener.settled.wait()
         if self.listener.floors:
             records = [r for r in records if not self.listener.already_processed(r)]
