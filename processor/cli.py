@@ -34,15 +34,21 @@ def run(args: argparse.Namespace) -> int:
     if problem := processor_role_problem(database_url=settings.database_url):
         print(f"cloudwallet run: {problem}", file=sys.stderr)
         return 2
+    from processor.telemetry import start_tracing, stop_tracing
+
+    tracer_provider = start_tracing(settings, service_name="cloudwallet-processor")
     try:
-        processor = Processor(settings=settings)
-    except SigningError as error:
-        print(f"cloudwallet run: {error}", file=sys.stderr)
-        return 2
-    app = processor.app()
-    logs.limit_repeats()
-    asyncio.run(app.run())
-    return 0
+        try:
+            processor = Processor(settings=settings, tracer_provider=tracer_provider)
+        except SigningError as error:
+            print(f"cloudwallet run: {error}", file=sys.stderr)
+            return 2
+        app = processor.app()
+        logs.limit_repeats()
+        asyncio.run(app.run())
+        return 0
+    finally:
+        stop_tracing(tracer_provider)
 
 
 def send(args: argparse.Namespace) -> int:

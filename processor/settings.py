@@ -1,7 +1,7 @@
 """Settings, read from the environment and checked at start-up.
 
-`KAFKA_BOOTSTRAP_SERVERS` and `DATABASE_URL` have their usual names; everything else is
-`CLOUDWALLET_<NAME>`. A bad value stops the process with an error that names the variable.
+`KAFKA_BOOTSTRAP_SERVERS`, `DATABASE_URL` and OpenTelemetry's `OTEL_*` have their usual names;
+everything else is `CLOUDWALLET_<NAME>`. A bad value stops the process with an error that names the variable.
 """
 
 from __future__ import annotations
@@ -10,7 +10,8 @@ import re
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -132,7 +133,49 @@ class SigningSettings(BaseSettings):
         return Verifier(master=master, required=self.require_signatures)
 
 
-class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
+class TracingSettings(BaseSettings):
+    """OpenTelemetry traces (processor/telemetry.py): off unless an OTLP endpoint is set. These
+    are OpenTelemetry's own variables, checked here so that a bad one stops the process at
+    start; the SDK reads the rest itself (OTEL_SERVICE_NAME, OTEL_TRACES_SAMPLER,
+    OTEL_EXPORTER_OTLP_HEADERS, OTEL_BSP_*)."""
+
+    model_config = SettingsConfigDict(env_prefix="CLOUDWALLET_", extra="ignore", populate_by_name=True)
+
+    otlp_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_ENDPOINT", description="OTLP/HTTP collector base URL (traces go to <it>/v1/traces)"
+    )
+    otlp_traces_endpoint: str | None = Field(
+        default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", description="OTLP/HTTP traces URL, used as is"
+    )
+    otlp_protocol: Literal["http/protobuf"] = Field(
+        default="http/protobuf",
+        validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
+        description="only OTLP over HTTP with protobuf is built in (a collector's port 4318)",
+    )
+    otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED", description="true: no traces whatever else is set")
+
+    @field_validator("otlp_endpoint", "otlp_traces_endpoint", mode="before")
+    @classmethod
+    def _http_url(cls, value: object) -> object:
+        if value is None or value == "":
+            return None
+        parts = urlsplit(str(value))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318")
+        return value
+
+    @property
+    def traces_enabled(self) -> bool:
+        return not self.otel_sdk_disabled and (self.otlp_endpoint or self.otlp_traces_endpoint) is not None
+
+    @property
+    def traces_destination(self) -> str:
+        """Where traces go, without credentials (for the log)."""
+        url = urlsplit(self.otlp_traces_endpoint or self.otlp_endpoint or "")
+        return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}"
+
+
+class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings, TracingSettings):
     requests_topic: str = "wallet.requests"
     results_topic: str = "wallet.results"
     dlq_topic: str = "wallet.requests.dlq"
@@ -194,6 +237,8 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings):
 _ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
+    # An error names the first of a field's aliases: this one is read from either.
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)",
 }
 
 
@@ -209,7 +254,7 @@ def load(settings_class: type[DatabaseSettings] = ProcessorSettings, **overrides
                 problems.append(message)
                 continue
             field = str(item["loc"][0])
-            env = _ENV_NAMES.get(field, f"CLOUDWALLET_{field.upper()}")
+            env = _ENV_NAMES.get(field) or (field if field.isupper() else f"CLOUDWALLET_{field.upper()}")  # an alias is its own name
             problems.append(f"{env}: {message}")
         raise SettingsError("invalid settings:\n  " + "\n  ".join(problems)) from None
 

@@ -4,6 +4,10 @@
     async with WalletClient(kafka=settings.kafka, signing_key=settings.client_signing_key) as client:
         result = await client.submit({"type": "project.create", "reference_id": "r-1", "name": "Demo"})
 
+Traced when its caller is: a request published inside a recorded span (OpenTelemetry) gets a
+`send` span of its own, whose context travels in the record's `traceparent` header; the
+processor's span for the request continues that trace, and the result carries the processor's.
+
 Retrying is safe: send the same request with the same reference ID again; a request that was
 already applied answers DuplicateReferenceId with the original result, never a second effect.
 (On the topic a repeat is the original's result under a `duplicate` header, so that the
@@ -18,10 +22,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind, TracerProvider
 from pydantic import ValidationError
 
 from processor.client.connection import KafkaConnection
 from processor.client.results_topic import ResultsClient, ResultsFollower, follow_from_end, header, read_result, result_status
+from processor.client.trace_context import is_tracing, trace_headers
 from schemas.requests import RequestAdapter, RequestModel, partition_key, request_project_id
 from schemas.results import Result, result_key
 from schemas.signing import SigningKey
@@ -50,8 +57,11 @@ class WalletClient(ResultsClient):
         results_topic: str = "wallet.results",
         compression_type: str | None = None,
         linger_ms: int = 5,
+        tracer_provider: TracerProvider | None = None,
     ) -> None:
         self.requests_topic = requests_topic
+        # The global provider by default: a no-op until the application configures OpenTelemetry.
+        self._tracer = trace.get_tracer("cloudwallet.client", tracer_provider=tracer_provider)
         self.results_topic = results_topic
         self.signing_key = signing_key  # signs every request (schemas/signing.py)
         self._producer = AIOKafkaProducer(
@@ -84,7 +94,15 @@ class WalletClient(ResultsClient):
         value = model.model_dump_json(exclude_none=True).encode()
         if self.signing_key is not None:
             headers.extend(self.signing_key.headers(value))
-        await self._producer.send(self.requests_topic, value=value, key=partition_key(model).encode(), headers=headers or None)
+        key = partition_key(model).encode()
+        if not is_tracing():
+            await self._producer.send(self.requests_topic, value=value, key=key, headers=headers or None)
+            return model
+        attributes = {"messaging.system": "kafka", "messaging.destination.name": self.requests_topic, "messaging.operation.type": "send",
+                      "cloudwallet.request_type": model.type, "cloudwallet.reference_id": model.reference_id}  # fmt: skip
+        with self._tracer.start_as_current_span(f"send {self.requests_topic}", kind=SpanKind.PRODUCER, attributes=attributes):
+            headers.extend(trace_headers())
+            await self._producer.send(self.requests_topic, value=value, key=key, headers=headers)
         return model
 
     async def publish_many(self, requests: Iterable[RequestModel | Mapping[str, Any]]) -> int:

@@ -20,6 +20,7 @@ from contextlib import AbstractAsyncContextManager, AsyncExitStack, asynccontext
 
 import sqlalchemy as sa
 from fastapi import FastAPI
+from opentelemetry.trace import TracerProvider
 
 from processor.client import WalletClient
 from processor.gateway.backends import Backends, Publisher
@@ -40,10 +41,14 @@ DESCRIPTION = (
 )
 
 
-def create_app(settings: GatewaySettings, *, client: Publisher | None = None, backends: Backends | None = None) -> FastAPI:
+def create_app(
+    settings: GatewaySettings, *, client: Publisher | None = None, backends: Backends | None = None, tracer_provider: TracerProvider | None = None
+) -> FastAPI:
     """The gateway app. Without `client` its lifespan starts (and stops) its own WalletClient;
-    without `backends` it opens (and disposes) a database engine for the reads and the key stores."""
-    lifespan = _lifespan(settings, client=client, backends=backends)
+    without `backends` it opens (and disposes) a database engine for the reads and the key stores.
+    With `tracer_provider` every request gets a server span, continuing an incoming
+    `traceparent`, and the writes it publishes carry that trace to the processor."""
+    lifespan = _lifespan(settings, client=client, backends=backends, tracer_provider=tracer_provider)
     app = FastAPI(title="Cloud Wallet gateway", version="1.0.0", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     if backends is not None:
@@ -57,7 +62,17 @@ def create_app(settings: GatewaySettings, *, client: Publisher | None = None, ba
     app.add_middleware(RequestMetrics)
     for router in ROUTERS:
         app.include_router(router)
+    if tracer_provider is not None:
+        _trace_requests(app, tracer_provider)
     return app
+
+
+def _trace_requests(app: FastAPI, tracer_provider: TracerProvider) -> None:
+    """A server span per request, named by its route template (OpenTelemetry's FastAPI
+    instrumentation). No header is recorded (the API key is one); probes and scrapes are left out."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="/health$,/metrics$", exclude_spans=["receive", "send"])
 
 
 def _install(app: FastAPI, backends: Backends) -> None:
@@ -74,7 +89,7 @@ def database_backends(engine: sa.Engine, settings: GatewaySettings) -> Backends:
 
 
 def _lifespan(
-    settings: GatewaySettings, *, client: Publisher | None, backends: Backends | None
+    settings: GatewaySettings, *, client: Publisher | None, backends: Backends | None, tracer_provider: TracerProvider | None
 ) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -84,7 +99,7 @@ def _lifespan(
                 stack.callback(engine.dispose)
                 _install(app, database_backends(engine, settings))
             if client is None:
-                app.state.client = await stack.enter_async_context(_own_client(settings))
+                app.state.client = await stack.enter_async_context(_own_client(settings, tracer_provider=tracer_provider))
             log.info("gateway ready: requests to %s, results from %s", settings.requests_topic, settings.results_topic)
             yield
 
@@ -92,13 +107,14 @@ def _lifespan(
 
 
 @asynccontextmanager
-async def _own_client(settings: GatewaySettings) -> AsyncIterator[WalletClient]:
+async def _own_client(settings: GatewaySettings, *, tracer_provider: TracerProvider | None) -> AsyncIterator[WalletClient]:
     """The gateway's WalletClient, started and (even when starting failed) stopped."""
     client = WalletClient(
         kafka=settings.kafka,
         signing_key=settings.client_signing_key,  # the gateway's operator signing key
         requests_topic=settings.requests_topic,
         results_topic=settings.results_topic,
+        tracer_provider=tracer_provider,
     )
     try:
         # The processor creates the topics; the gateway's principal may only write requests and

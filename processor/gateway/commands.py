@@ -24,21 +24,26 @@ def serve(args: argparse.Namespace) -> int:
 
     from processor.gateway.application import create_app
     from processor.gateway.gateway_settings import GatewaySettings
+    from processor.telemetry import start_tracing, stop_tracing
 
     settings = _load(GatewaySettings)
     if not args.no_migrate:
         from processor.storage.migrate import upgrade_to_head
 
         upgrade_to_head(database_url=settings.database_url)
-    uvicorn.run(
-        create_app(settings),
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        access_log=args.access_log,
-        lifespan="on",
-        server_header=False,
-    )
+    tracer_provider = start_tracing(settings, service_name="cloudwallet-gateway")
+    try:
+        uvicorn.run(
+            create_app(settings, tracer_provider=tracer_provider),
+            host=args.host,
+            port=args.port,
+            log_level=args.log_level,
+            access_log=args.access_log,
+            lifespan="on",
+            server_header=False,
+        )
+    finally:
+        stop_tracing(tracer_provider)
     return 0
 
 

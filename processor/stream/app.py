@@ -37,6 +37,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError, Un
 from faststream import AckPolicy, FastStream
 from faststream.kafka import KafkaBroker, KafkaMessage
 from faststream.kafka.message import KafkaAckableMessage
+from opentelemetry.trace import TracerProvider
 
 from processor.service.batch import BatchReport, DeadLetter, next_offsets, process_batch
 from processor.settings import ProcessorSettings
@@ -46,13 +47,14 @@ from processor.storage.postgres_unit_of_work import PostgresUnitOfWork
 from processor.service.records import SourceRecord
 from processor.stream.outbox import REPLY_TO_HEADER, Outgoing, ReplyTargets, dead_letter_message, result_message
 from processor.stream.results_stage import CommittedBatch, ResultsStage
-from processor.stream.publishing import publish_records
+from processor.stream.publishing import Header, publish_records
 from processor.stream.retries import broker_unavailable, until_it_works
 from processor.stream import metrics
 from processor.stream.health import HealthServer, Readiness
 from processor.stream.hold_sweep import HoldSweep
 from processor.stream.topics import ensure_topics
 from processor.stream.tolerant_records import install as read_past_undecodable_header_keys
+from processor.stream.tracing import BatchTrace, BatchTracing
 
 log = logging.getLogger("processor")
 
@@ -196,8 +198,10 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
 class Processor:
     """Owns the broker, the database engine and the batch handler."""
 
-    def __init__(self, *, settings: ProcessorSettings) -> None:
+    def __init__(self, *, settings: ProcessorSettings, tracer_provider: TracerProvider | None = None) -> None:
         self.settings = settings
+        # Spans per batch and per traced request (tracing.py); None: not traced, no cost.
+        self.tracing = BatchTracing(tracer_provider=tracer_provider, topic=settings.requests_topic) if tracer_provider else None
         read_past_undecodable_header_keys()
         self.verifier = settings.verifier()  # the tenant wall; refuses to start without its master secret
         # No pre-ping (a round trip per batch): a connection that died with its server fails
@@ -290,6 +294,7 @@ class Processor:
         self.results.begin()
         metrics.BATCH_RECORDS.observe(len(records))
         self.batch_running_since = started = time.monotonic()
+        trace = self.tracing.begin(records) if self.tracing is not None else None
         try:
             report = await until_it_works(
                 "committing the batch to PostgreSQL",
@@ -303,17 +308,22 @@ class Processor:
                 ),
                 retry_if=database_unavailable,
             )
-        except BaseException:
+        except BaseException as error:
             self.results.abandon()
+            if trace is not None:
+                trace.end(error=error)
             await message.nack()  # back to the batch's first offsets: it comes again
             raise
         finally:
             self.batch_running_since = None
-        metrics.BATCH_SECONDS.labels(stage="apply_and_commit").observe(time.monotonic() - started)
+        applied = time.monotonic()
+        metrics.BATCH_SECONDS.labels(stage="apply_and_commit").observe(applied - started)
         metrics.time_report(report)
+        if trace is not None:
+            trace.applied(report, started=started, ended=applied)
         offsets = next_offsets(records)
         self._measure_lag(offsets)
-        await self.results.hand_over(CommittedBatch(report=report, offsets=offsets))
+        await self.results.hand_over(CommittedBatch(report=report, offsets=offsets, trace=trace))
 
     def _measure_lag(self, offsets: Offsets) -> None:
         """Records behind in each partition of the batch: the broker's last known high watermark
@@ -330,10 +340,18 @@ class Processor:
                 lags.append((partition, highwater - next_offset))
         metrics.set_lag(lags)
 
-    async def commit_offsets(self, offsets: Offsets) -> None:
-        """Stage 2's last step: Kafka's offsets, after the batch's results are out. A commit that
-        fails only leaves Kafka's offset behind PostgreSQL's: whoever resumes the partition
-        replays the records in between and answers them from what PostgreSQL stored."""
+    async def commit_offsets(self, batch: CommittedBatch) -> None:
+        """Stage 2's last step: Kafka's offsets, after the batch's results are out (and the end of
+        the batch's trace)."""
+        started = time.monotonic()
+        await self._commit_offsets(batch.offsets)
+        if batch.trace is not None:
+            batch.trace.stage("commit offsets", started=started, ended=time.monotonic())
+            batch.trace.end()
+
+    async def _commit_offsets(self, offsets: Offsets) -> None:
+        """A commit that fails only leaves Kafka's offset behind PostgreSQL's: whoever resumes the
+        partition replays the records in between and answers them from what PostgreSQL stored."""
         consumer = self.subscriber.consumer
         if consumer is None:
             return
@@ -355,18 +373,22 @@ class Processor:
         if not await self.results.idle(timeout=REVOKE_DRAIN_S):
             log.warning("batches still publishing after %.0fs; their partitions' next owner replays them from Kafka's offsets", REVOKE_DRAIN_S)
 
-    async def publish(self, report: BatchReport) -> None:
+    async def publish(self, batch: CommittedBatch) -> None:
         """Every result and dead letter of the batch, then wait until the broker has them all
         (one aiokafka batch per partition: processor/stream/publishing.py)."""
         assert self.producer is not None and self.reply_targets is not None, "the processor has not started"
         started = time.monotonic()
-        await self._publish_report(report)
-        metrics.BATCH_SECONDS.labels(stage="publish").observe(time.monotonic() - started)
-        metrics.count_report(report)
+        await self._publish_report(batch.report, trace=batch.trace)
+        published = time.monotonic()
+        metrics.BATCH_SECONDS.labels(stage="publish").observe(published - started)
+        metrics.count_report(batch.report)
+        if batch.trace is not None:
+            batch.trace.stage("publish results", started=started, ended=published)
+            batch.trace.published(batch.report)
 
-    async def _publish_report(self, report: BatchReport) -> None:
+    async def _publish_report(self, report: BatchReport, *, trace: BatchTrace | None) -> None:
         assert self.producer is not None and self.reply_targets is not None, "the processor has not started"  # for the type checker
-        outgoing = await self._outgoing(report)
+        outgoing = await self._outgoing(report, trace=trace)
         try:
             await publish_records(self.producer, [item.message for item in outgoing])
         except KafkaError as error:
@@ -378,26 +400,30 @@ class Processor:
             for item in outgoing:
                 await self._publish_or_degrade(item)
 
-    async def _outgoing(self, report: BatchReport) -> list[Outgoing]:
+    async def _outgoing(self, report: BatchReport, *, trace: BatchTrace | None) -> list[Outgoing]:
         results_topic = self.settings.results_topic
+        no_trace: tuple[Header, ...] = ()
         # An empty or absent reply_to names no topic.
         wanted = [(reply.record.header_bytes(REPLY_TO_HEADER) or None) if reply.honours_reply_to else None for reply in report.replies]
         named = [raw for raw in wanted if raw is not None]
         refusals = await self.reply_targets.refusals(named) if named else {}  # type: ignore[union-attr]
         outgoing: list[Outgoing] = []
         for reply, raw in zip(report.replies, wanted, strict=True):
+            headers = trace.headers_for(reply.record) if trace is not None else no_trace
             if raw is None:
-                outgoing.append(result_message(reply, topic=results_topic))
+                outgoing.append(result_message(reply, topic=results_topic, trace=headers))
             elif raw in refusals:
-                outgoing.append(result_message(reply, topic=results_topic, reply_to_error=refusals[raw]))
+                outgoing.append(result_message(reply, topic=results_topic, reply_to_error=refusals[raw], trace=headers))
             else:
-                outgoing.append(result_message(reply, topic=raw.decode()))
+                outgoing.append(result_message(reply, topic=raw.decode(), trace=headers))
         for letter in report.dead_letters:
-            outgoing.append(self._dead_letter(letter))
+            outgoing.append(self._dead_letter(letter, trace=trace.headers_for(letter.record) if trace is not None else no_trace))
         return outgoing
 
-    def _dead_letter(self, letter: DeadLetter, *, minimal: bool = False) -> Outgoing:
-        return dead_letter_message(letter, topic=self.settings.dlq_topic, max_value_bytes=self.settings.max_request_bytes, minimal=minimal)
+    def _dead_letter(self, letter: DeadLetter, *, minimal: bool = False, trace: tuple[Header, ...] = ()) -> Outgoing:
+        return dead_letter_message(
+            letter, topic=self.settings.dlq_topic, max_value_bytes=self.settings.max_request_bytes, minimal=minimal, trace=trace
+        )
 
     async def _publish_or_degrade(self, item: Outgoing) -> None:
         """Publish one message; if the broker refuses it for good, publish the next best thing."""
@@ -419,11 +445,12 @@ class Processor:
         topic = item.message[0]
         if item.reply is not None and topic != self.settings.results_topic:
             why = self.reply_targets.refuse(topic, f"refused the result: {reason}")  # type: ignore[union-attr]
-            return result_message(item.reply, topic=self.settings.results_topic, reply_to_error=why)
+            return result_message(item.reply, topic=self.settings.results_topic, reply_to_error=why, trace=item.trace)
         if item.reply is not None:
-            return self._dead_letter(DeadLetter(record=item.reply.record, reason=f"the result could not be published: {reason}"))
+            return self._dead_letter(DeadLetter(record=item.reply.record, reason=f"the result could not be published: {reason}"), trace=item.trace)
         if item.letter is not None and not item.minimal:
-            return self._dead_letter(DeadLetter(record=item.letter.record, reason=f"{item.letter.reason}; the full letter was refused: {reason}"), minimal=True)
+            letter = DeadLetter(record=item.letter.record, reason=f"{item.letter.reason}; the full letter was refused: {reason}")
+            return self._dead_letter(letter, minimal=True, trace=item.trace)
         return None
 
     async def on_startup(self) -> None:

@@ -54,11 +54,14 @@ class Outgoing:
     reply: Reply | None = None
     letter: DeadLetter | None = None
     minimal: bool = False  # a dead letter already cut down to its reason and source
+    # `traceparent` (and `tracestate`) of the processor's span for the record, when it was
+    # traced (processor/stream/tracing.py): kept by what the message degrades into.
+    trace: tuple[Header, ...] = ()
 
 
-def result_message(reply: Reply, *, topic: str, reply_to_error: str | None = None) -> Outgoing:
+def result_message(reply: Reply, *, topic: str, reply_to_error: str | None = None, trace: tuple[Header, ...] = ()) -> Outgoing:
     record = reply.record
-    headers: list[Header] = [("request_type", reply.result.type.encode()), *source_headers(record)]
+    headers: list[Header] = [("request_type", reply.result.type.encode()), *source_headers(record), *trace]
     correlation_id = record.header_bytes(CORRELATION_HEADER)
     if correlation_id is not None and len(correlation_id) <= MAX_CORRELATION_ID_BYTES:
         headers.append((CORRELATION_HEADER, correlation_id))
@@ -66,16 +69,18 @@ def result_message(reply: Reply, *, topic: str, reply_to_error: str | None = Non
         headers.append((DUPLICATE_HEADER, reply.duplicate.encode()))
     if reply_to_error is not None:
         headers.append(("reply_to_error", reply_to_error.encode()))
-    return Outgoing(message=(topic, reply.key, reply.value, headers), reply=reply)
+    return Outgoing(message=(topic, reply.key, reply.value, headers), reply=reply, trace=trace)
 
 
-def dead_letter_message(letter: DeadLetter, *, topic: str, max_value_bytes: int, minimal: bool = False) -> Outgoing:
+def dead_letter_message(
+    letter: DeadLetter, *, topic: str, max_value_bytes: int, minimal: bool = False, trace: tuple[Header, ...] = ()
+) -> Outgoing:
     """The record as it came (bounded), with why it could not be answered. `minimal`: only the
     reason and the source (for a letter the DLQ refused as it was)."""
     record = letter.record
-    headers: list[Header] = [("dlq_reason", letter.reason.encode()), *source_headers(record)]
+    headers: list[Header] = [("dlq_reason", letter.reason.encode()), *source_headers(record), *trace]
     if minimal:
-        return Outgoing(message=(topic, None, b"", headers), letter=letter, minimal=True)
+        return Outgoing(message=(topic, None, b"", headers), letter=letter, minimal=True, trace=trace)
     value = record.value or b""
     if len(value) > max_value_bytes:
         headers += [("dlq_value_bytes", str(len(value)).encode()), ("dlq_value_sha256", hashlib.sha256(value).hexdigest().encode())]
@@ -95,7 +100,7 @@ def dead_letter_message(letter: DeadLetter, *, topic: str, max_value_bytes: int,
         copied += 1
     if copied < len(record.headers):
         headers.append(("dlq_headers_dropped", str(len(record.headers) - copied).encode()))
-    return Outgoing(message=(topic, key, value, headers), letter=letter)
+    return Outgoing(message=(topic, key, value, headers), letter=letter, trace=trace)
 
 
 class ReplyTargets:

@@ -28,6 +28,7 @@ from processor.failpoints import failpoint
 from processor.service.batch import BatchReport
 from processor.storage.sources import Offsets
 from processor.stream.retries import broker_unavailable, until_it_works
+from processor.stream.tracing import BatchTrace
 
 DEFAULT_DEPTH = 2
 
@@ -38,6 +39,7 @@ class CommittedBatch:
 
     report: BatchReport
     offsets: Offsets
+    trace: BatchTrace | None = None  # its spans, when the processor traces (tracing.py)
 
 
 class ResultsStage:
@@ -46,8 +48,8 @@ class ResultsStage:
     def __init__(
         self,
         *,
-        publish: Callable[[BatchReport], Awaitable[None]],
-        commit_offsets: Callable[[Offsets], Awaitable[None]],
+        publish: Callable[[CommittedBatch], Awaitable[None]],
+        commit_offsets: Callable[[CommittedBatch], Awaitable[None]],
         depth: int = DEFAULT_DEPTH,
     ) -> None:
         assert depth >= 1, "RESULTS_STAGE_DEPTH_POSITIVE"
@@ -113,11 +115,11 @@ class ResultsStage:
                 # batch's offsets pass this one's results.
                 await until_it_works(
                     "publishing results",
-                    lambda: self._publish(batch.report),
+                    lambda: self._publish(batch),
                     retry_if=lambda error: True,
                     alarming=lambda error: not broker_unavailable(error),
                 )
                 failpoint("after_publish")
-                await self._commit_offsets(batch.offsets)
+                await self._commit_offsets(batch)
             finally:
                 self._finish()

@@ -18,12 +18,12 @@ def batch(offset: int) -> CommittedBatch:
 def test_batches_are_published_then_committed_in_the_order_handed_over() -> None:
     events: list[tuple[str, object]] = []
 
-    async def publish(report: BatchReport) -> None:
-        events.append(("publish", id(report)))
+    async def publish(committed: CommittedBatch) -> None:
+        events.append(("publish", id(committed.report)))
         await asyncio.sleep(0)
 
-    async def commit(offsets) -> None:
-        events.append(("commit", offsets[("requests", 0)]))
+    async def commit(committed: CommittedBatch) -> None:
+        events.append(("commit", committed.offsets[("requests", 0)]))
 
     async def run() -> list[CommittedBatch]:
         stage = ResultsStage(publish=publish, commit_offsets=commit, depth=2)
@@ -47,10 +47,10 @@ def test_hand_over_waits_while_the_stage_is_full() -> None:
     async def run() -> tuple[bool, bool]:
         gate = asyncio.Event()
 
-        async def publish(report: BatchReport) -> None:
+        async def publish(committed: CommittedBatch) -> None:
             await gate.wait()
 
-        async def commit(offsets) -> None:
+        async def commit(committed: CommittedBatch) -> None:
             return None
 
         stage = ResultsStage(publish=publish, commit_offsets=commit, depth=1)
@@ -77,13 +77,13 @@ def test_a_failed_publish_is_retried_and_its_offsets_wait_for_it() -> None:
     attempts: list[int] = []
     commits: list[int] = []
 
-    async def publish(report: BatchReport) -> None:
+    async def publish(committed: CommittedBatch) -> None:
         attempts.append(1)
         if len(attempts) < 3:
             raise RuntimeError("the DLQ topic refused the letter")  # not an outage: retried all the same
 
-    async def commit(offsets) -> None:
-        commits.append(offsets[("requests", 0)])
+    async def commit(committed: CommittedBatch) -> None:
+        commits.append(committed.offsets[("requests", 0)])
 
     async def run() -> None:
         stage = ResultsStage(publish=publish, commit_offsets=commit)
@@ -99,10 +99,10 @@ def test_a_failed_publish_is_retried_and_its_offsets_wait_for_it() -> None:
 
 def test_idle_counts_batches_begun_but_not_yet_handed_over() -> None:
     async def run() -> tuple[bool, bool]:
-        async def publish(report: BatchReport) -> None:
+        async def publish(committed: CommittedBatch) -> None:
             return None
 
-        async def commit(offsets) -> None:
+        async def commit(committed: CommittedBatch) -> None:
             return None
 
         stage = ResultsStage(publish=publish, commit_offsets=commit)
