@@ -44,12 +44,15 @@ class Watched:
         return [line for line in self.log().splitlines() if " ERROR " in line or "Traceback" in line or line.startswith("ERROR")]
 
 
-def start_processor(*, settings: ProcessorSettings, log_path: Path, migrate: bool, timeout: float = 90) -> Watched:
+def start_processor(
+    *, settings: ProcessorSettings, log_path: Path, migrate: bool, timeout: float = 90, extra_env: dict[str, str] | None = None
+) -> Watched:
     """`python -m processor.cli run` as a child; returns once its log says it started."""
     argv = [sys.executable, "-m", "processor.cli", "run", *([] if migrate else ["--no-migrate"])]
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    env = processor_environment(settings) | (extra_env or {})
     with log_path.open("w") as log:
-        process = subprocess.Popen(argv, cwd=ROOT, env=processor_environment(settings), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     watched = Watched.of(process, log_path)
     deadline = time.monotonic() + timeout
     while watched.starts() == 0:

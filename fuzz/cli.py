@@ -16,6 +16,7 @@ from typing import Any
 
 from fuzz import topics
 from fuzz.child import start_processor, stop_processor
+from fuzz.otlp_sink import OtlpSink
 from fuzz.records import CATEGORIES
 from fuzz.report import render
 from fuzz.run import FuzzOptions, run_fuzz, say
@@ -103,15 +104,37 @@ def run_with_processor(*, args: argparse.Namespace, settings: ProcessorSettings,
     """Start the processor, run, stop it; None when the run itself could not go on."""
     if not args.no_migrate:  # as the operator (the owner): the processor's role may not
         upgrade_to_head(database_url=settings.database_url)
-    processor = start_processor(settings=settings, log_path=log_path, migrate=False)
+    # The processor traces (a tenth of its batches, every record with a sampled traceparent) to a
+    # collector of the fuzzer's own: tracing runs under the hostile stream too.
+    sink = OtlpSink()
+    processor = start_processor(settings=settings, log_path=log_path, migrate=False, extra_env=traced_env(sink))
     try:
         signing_key = tool_signing_key(settings, database_url=settings.database_url, label="fuzz")
-        return asyncio.run(run_fuzz(settings=settings, options=options_for(args), processor=processor, signing_key=signing_key, suffix=suffix))
+        found = asyncio.run(run_fuzz(settings=settings, options=options_for(args), processor=processor, signing_key=signing_key, suffix=suffix))
     except Exception as error:  # e.g. the set-up got no answer: say why, with the processor's view
         print(f"fuzz: the run failed: {type(error).__name__}: {error}\n--- processor log (last lines) ---\n" + "\n".join(processor.log().splitlines()[-30:]))
         return None
     finally:
-        stop_processor(processor)
+        stop_processor(processor)  # its spans are exported as it stops
+        sink.stop()
+    found["traces"] = traces_summary(sink)
+    return found
+
+
+def traced_env(sink: OtlpSink) -> dict[str, str]:
+    return {"OTEL_EXPORTER_OTLP_ENDPOINT": sink.endpoint, "OTEL_TRACES_SAMPLER": "parentbased_traceidratio", "OTEL_TRACES_SAMPLER_ARG": "0.1"}
+
+
+def traces_summary(sink: OtlpSink) -> dict[str, int]:
+    """What the processor exported: batch spans, and spans of records that carried a trace."""
+    spans = sink.spans()
+    return {
+        "spans": len(spans),
+        "batch_spans": sum(span.name.startswith("batch ") for span in spans),
+        "record_spans": sum(span.name.startswith("process ") for span in spans),
+        "record_spans_failed": sum(span.name.startswith("process ") and span.attributes.get("cloudwallet.status") == "Failed" for span in spans),
+        "exports_refused": sink.refused,
+    }
 
 
 def _shown(path: Path) -> str:

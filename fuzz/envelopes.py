@@ -50,6 +50,30 @@ def binary_headers(ctx: Context, n: int) -> Outgoing:
     return dataclasses.replace(record, partition=rng.randrange(ctx.partitions)) if variant == "name_not_utf8" else record
 
 
+def trace_headers(ctx: Context, n: int) -> Outgoing:
+    """W3C trace context headers, valid and not: a valid one gets the processor's span (when it
+    traces), any other is ignored; none is ever fatal or changes the answer."""
+    rng = ctx.rng
+    trace_id, span_id = rng.getrandbits(128) | 1, rng.getrandbits(64) | 1
+    valid = f"00-{trace_id:032x}-{span_id:016x}-01".encode()
+    variants: dict[str, list[Header]] = {
+        "valid": [("traceparent", valid)],
+        "valid_unsampled": [("traceparent", valid[:-2] + b"00")],
+        "valid_with_state": [("traceparent", valid), ("tracestate", b"fuzz=%d,other=x" % n)],
+        "hostile_state": [("traceparent", valid), ("tracestate", rng.choice((b"\xff" * 600, b"a=" + b"b" * 5000, b"=,=,=", b"\x00")))],
+        "garbage": [("traceparent", rng.choice((b"not a trace", b"00-", b"-" * 55, b"00-xyz-abc-01")))],
+        "binary": [("traceparent", rng.randbytes(55))],
+        "overlong": [("traceparent", valid + b"-" + b"a" * rng.choice((300, 20_000)))],
+        "zero_ids": [("traceparent", b"00-" + b"0" * 32 + b"-" + b"0" * 16 + b"-01")],
+        "uppercase": [("traceparent", valid.upper())],
+        "version_ff": [("traceparent", b"ff" + valid[2:])],
+        "none": [("traceparent", None), ("tracestate", None)],
+        "repeated": [("traceparent", b"garbage %d" % i if i % 2 else valid) for i in range(rng.choice((2, 100)))],
+    }
+    variant = rng.choice(tuple(variants))
+    return _answerable(ctx, n, category="trace_headers", detail=variant, headers=variants[variant])
+
+
 def none_headers(ctx: Context, n: int) -> Outgoing:
     """Header values that are null on the wire, where code expects bytes."""
     missing = ctx.missing_topics[0].encode()

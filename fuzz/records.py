@@ -23,6 +23,7 @@ HOSTILE: dict[str, tuple[float, Generator]] = {
     "duplicate_keys": (5, payloads.duplicate_keys),
     "binary_headers": (4, envelopes.binary_headers),
     "none_headers": (3, envelopes.none_headers),
+    "trace_headers": (2, envelopes.trace_headers),
     "many_headers": (2, envelopes.many_headers),
     "reply_to_missing": (2, envelopes.reply_to_missing),
     "reply_to_invalid": (3, envelopes.reply_to_invalid),

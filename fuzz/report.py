@@ -129,6 +129,8 @@ def _proof_lines(found: dict[str, Any]) -> list[str]:
     ]
     if named := found["named_in_processor_log"]:
         lines.append(f"records the processor's log names ({len(named)}), e.g.: " + "; ".join(f"[{r['partition']}]@{r['offset']} {r['category']} {r['detail']}" for r in named[:3]))
+    if traces := found.get("traces"):
+        lines.append(f"traces exported: {traces['batch_spans']:,} batch spans (a tenth sampled), {traces['record_spans']:,} spans of records that carried a sampled traceparent")
     if valid := found["categories"].get("valid"):  # not a proof, a sign: hostile neighbours cost valid requests nothing
         lines.append(f"valid transfers completed: {valid['outcomes'].get('Completed', 0):,} of {valid['sent']:,}")
     verdict = "PASS" if found["ok"] else "FAIL: " + "; ".join(found["failures"])

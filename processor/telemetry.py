@@ -14,11 +14,21 @@ from __future__ import annotations
 
 import logging
 
+from typing import Final
+
 from opentelemetry.trace import TracerProvider
 
 from processor.settings import TracingSettings
 
 log = logging.getLogger("telemetry")
+
+# OpenTelemetry's variables the SDK reads itself once traces are on (docs/operations.md): a
+# deployment may set these next to the settings of processor/settings.py.
+SDK_SETTINGS: Final = frozenset({
+    "OTEL_SERVICE_NAME", "OTEL_RESOURCE_ATTRIBUTES", "OTEL_TRACES_SAMPLER", "OTEL_TRACES_SAMPLER_ARG",
+    "OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS", "OTEL_EXPORTER_OTLP_TIMEOUT", "OTEL_EXPORTER_OTLP_CERTIFICATE",
+    "OTEL_BSP_SCHEDULE_DELAY", "OTEL_BSP_MAX_QUEUE_SIZE", "OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "OTEL_BSP_EXPORT_TIMEOUT",
+})  # fmt: skip
 
 
 def start_tracing(settings: TracingSettings, *, service_name: str) -> TracerProvider | None:

@@ -224,6 +224,11 @@ topic that does not exist is not used: the result goes to the results topic with
 `reply_to_error` header saying why. Dead letters carry `dlq_reason` and the same `source_*`
 headers (docs/processing.md lists the rest).
 
+Traces: a request may carry a W3C `traceparent` (and `tracestate`) header; a processor that
+exports traces (docs/operations.md) continues that trace in its span for the request, and
+the result (or dead letter) carries that span's `traceparent`. A trace header that is not
+valid W3C text is ignored, never an error; it changes nothing the ledger does.
+
 ### Duplicates: the compacted topic keeps the real answer
 
 The results topic is compacted by `"{project_id}/{reference_id}"`, so every record under a

@@ -30,6 +30,7 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from faststream.specification import AsyncAPI
 from pydantic import Field
 
+from processor.client.trace_context import MAX_TRACEPARENT_BYTES, MAX_TRACESTATE_BYTES, TRACEPARENT_HEADER, TRACESTATE_HEADER
 from processor.settings import KafkaSettings, ProcessorSettings
 from processor.stream.acls import reply_prefix
 from processor.stream.outbox import CORRELATION_HEADER, MAX_DLQ_HEADER_BYTES, MAX_DLQ_KEY_BYTES, ORIGINAL_HEADER_PREFIX, REPLY_TO_HEADER
@@ -170,6 +171,25 @@ def _text(*, description: str, **constraints: Any) -> dict[str, Any]:
     return {"type": "string", "description": description, **constraints}
 
 
+W3C_TRACEPARENT: Final = "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$"
+
+
+def _trace_headers(*, on_request: bool) -> dict[str, Any]:
+    if on_request:
+        parent = (
+            "W3C trace context (OpenTelemetry): the processor's span for this request continues the trace it names. "
+            f"Optional; one that is not valid, not ASCII or over {MAX_TRACEPARENT_BYTES} bytes is ignored (never an error)."
+        )
+        state = f"W3C tracestate that goes with traceparent; dropped when not ASCII or over {MAX_TRACESTATE_BYTES} bytes."
+    else:
+        parent = (
+            "When the request carried a usable traceparent and the processor exports traces: the W3C context of the "
+            "processor's span for the request, in the request's trace (a reader continues the trace from here)."
+        )
+        state = "The request's tracestate, with that span."
+    return {TRACEPARENT_HEADER: _text(description=parent, pattern=W3C_TRACEPARENT), TRACESTATE_HEADER: _text(description=state)}
+
+
 def request_headers(*, defaults: Defaults) -> dict[str, Any]:
     return {
         "type": "object",
@@ -191,6 +211,7 @@ def request_headers(*, defaults: Defaults) -> dict[str, Any]:
                 f"`{reply_prefix(defaults.results_topic)}` prefix). Otherwise the result goes to the results topic with "
                 "`reply_to_error`; empty names no topic; an Unauthorized answer never goes there."
             ),
+            **_trace_headers(on_request=True),
         },
     }
 
@@ -221,6 +242,7 @@ def result_headers() -> dict[str, Any]:
                 enum=list(DUPLICATE_KINDS),
             ),
             "reply_to_error": _text(description="Why the result is on the results topic instead of the request's reply_to."),
+            **_trace_headers(on_request=False),
         },
         "required": ["request_type", "source_topic", "source_partition", "source_offset"],
     }
@@ -236,6 +258,7 @@ def dead_letter_headers() -> dict[str, Any]:
             "dlq_value_sha256": _text(description="The SHA-256 of the whole value when it was cut, in lowercase hex.", pattern="^[0-9a-f]{64}$"),
             "dlq_key_bytes": _text(description=f"The key's size when it was cut to {MAX_DLQ_KEY_BYTES} bytes.", pattern=DECIMAL),
             "dlq_headers_dropped": _text(description="How many of the record's headers were left out.", pattern=DECIMAL),
+            **_trace_headers(on_request=False),
         },
         "patternProperties": {
             f"^{ORIGINAL_HEADER_PREFIX.replace('.', '[.]')}": _text(

@@ -118,13 +118,16 @@ async def submit_all(client: WalletClient, requests: list[dict]) -> list:
     return [await client.submit(request, timeout=30) for request in requests]
 
 
-async def produce_raw(topology, records: list[tuple[bytes | None, bytes, int | None]], *, sign: bool = True, **producer_options) -> None:
-    """Send records as they are; signed with the topology's operator key unless `sign=False`."""
+async def produce_raw(
+    topology, records: list[tuple[bytes | None, bytes, int | None]], *, sign: bool = True, extra_headers: list[tuple[str, bytes]] = (), **producer_options
+) -> None:
+    """Send records as they are; signed with the topology's operator key unless `sign=False`,
+    with `extra_headers` after the signature's."""
     producer = AIOKafkaProducer(**topology.client_kafka.options(), **producer_options)
     await producer.start()
     try:
         for key, value, partition in records:
-            headers = topology.signing_key.headers(value) if sign and value is not None else None
+            headers = [*(topology.signing_key.headers(value) if sign and value is not None else []), *extra_headers] or None
             await producer.send(topology.requests_topic, value=value, key=key, partition=partition, headers=headers)
         await producer.flush()
     finally:

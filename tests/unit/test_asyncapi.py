@@ -28,9 +28,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMMITTED = ROOT / "docs" / "asyncapi.json"
 SCHEMAS = "#/components/schemas/"
 
-REQUEST_HEADERS = {"signature_key_id", "signature", "correlation_id", "reply_to"}
-RESULT_HEADERS = {"request_type", "source_topic", "source_partition", "source_offset", "correlation_id", "duplicate", "reply_to_error"}
-DEAD_LETTER_HEADERS = {"dlq_reason", "source_topic", "source_partition", "source_offset"}
+TRACE_HEADERS = {"traceparent", "tracestate"}
+REQUEST_HEADERS = {"signature_key_id", "signature", "correlation_id", "reply_to"} | TRACE_HEADERS
+RESULT_HEADERS = {"request_type", "source_topic", "source_partition", "source_offset", "correlation_id", "duplicate", "reply_to_error"} | TRACE_HEADERS
+DEAD_LETTER_HEADERS = {"dlq_reason", "source_topic", "source_partition", "source_offset"} | TRACE_HEADERS
 
 
 @pytest.fixture(scope="module")
@@ -155,11 +156,12 @@ def test_every_header_the_code_writes_is_documented(committed: dict[str, Any]) -
     reply = Reply(record=source, result=result, key=b"p/r", value=b"{}", duplicate="same-request")
     letter = DeadLetter(record=source, reason="why")
     signed = key_for(b"m" * 32, "0123456789abcdef").headers(b"{}")
+    traced = (("traceparent", b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"), ("tracestate", b"a=b"))  # as tracing.py adds them
     topics = defaults()
     written = (
-        (topics["requests_topic"], "receive", {name for name, _ in signed} | {CORRELATION_HEADER, REPLY_TO_HEADER}),
-        (topics["results_topic"], "send", {name for name, _ in result_message(reply, topic="results", reply_to_error="why").message[3]}),
-        (topics["dlq_topic"], "send", {name for name, _ in dead_letter_message(letter, topic="dlq", max_value_bytes=10).message[3]}),
+        (topics["requests_topic"], "receive", {name for name, _ in signed} | {CORRELATION_HEADER, REPLY_TO_HEADER} | {name for name, _ in traced}),
+        (topics["results_topic"], "send", {name for name, _ in result_message(reply, topic="results", reply_to_error="why", trace=traced).message[3]}),
+        (topics["dlq_topic"], "send", {name for name, _ in dead_letter_message(letter, topic="dlq", max_value_bytes=10, trace=traced).message[3]}),
     )
     for address, action, names in written:
         headers = message_on(committed, address=address, action=action)["headers"]

@@ -26,6 +26,7 @@ from yamllint.config import YamlLintConfig
 
 from processor.gateway.gateway_settings import GatewaySettings
 from processor.settings import ProcessorSettings
+from processor.telemetry import SDK_SETTINGS
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -198,9 +199,16 @@ def service_problems(service: Obj, objects: list[Obj]) -> list[str]:
 
 
 def known_settings() -> set[str]:
-    """Every environment variable the processor and the gateway read."""
-    fields = {f"CLOUDWALLET_{name.upper()}" for name in GatewaySettings.model_fields}
-    return fields | {"KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"}
+    """Every environment variable the processor and the gateway read: a setting's own name
+    (its aliases when it has any), and the OpenTelemetry SDK's that processor/telemetry.py names."""
+    names: set[str] = set(SDK_SETTINGS)
+    for name, field in GatewaySettings.model_fields.items():
+        alias = field.validation_alias
+        if alias is None:
+            names.add(f"CLOUDWALLET_{name.upper()}")
+        else:
+            names.update([alias] if isinstance(alias, str) else [str(choice) for choice in alias.choices])
+    return names
 
 
 def setting_problems(names: Iterator[str] | list[str]) -> list[str]:
@@ -360,7 +368,7 @@ def compose_problems(doc: Obj, *, uid: int) -> list[str]:
     roles = {}
     for name, service in apps.items():
         env = service.get("environment") or {}
-        problems += setting_problems([key for key in env if key.startswith(("CLOUDWALLET_", "KAFKA_", "DATABASE_"))])
+        problems += setting_problems([key for key in env if key.startswith(("CLOUDWALLET_", "KAFKA_", "DATABASE_", "OTEL_"))])
         if str(service.get("user", "")).split(":")[0] != str(uid) or service.get("read_only") is not True:
             problems.append(f"{name}: not run as the image's user {uid} on a read-only root")
         if name in ("processor", "gateway"):
