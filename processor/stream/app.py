@@ -142,6 +142,7 @@ class ResumeFromDatabase(ConsumerRebalanceListener):
         await self._drain()
         for tp in revoked:
             self.floors.pop((tp.topic, tp.partition), None)
+        metrics.forget_lag(tp.partition for tp in revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         log.info("partitions assigned: %s", sorted((tp.topic, tp.partition) for tp in assigned))
@@ -261,6 +262,7 @@ class Processor:
             # Its own one connection, with a connect timeout: probes of a hung database must not
             # take the batches' pool (a timed-out SELECT's thread keeps its connection a while).
             engine=sa.create_engine(settings.database_url, pool_size=1, max_overflow=0, connect_args={"connect_timeout": 2}), broker_connected=lambda: self.producer is not None and self.subscriber.consumer is not None,
+            broker_answers=lambda: self.producer.client.fetch_all_metadata(),  # type: ignore[union-attr] # only once broker_connected
             partitions_assigned=self._partitions_assigned, batch_running_since=lambda: self.batch_running_since,
             stuck_after_seconds=settings.stuck_batch_seconds,
         )  # fmt: skip

@@ -2,10 +2,9 @@
 
 `GET /health/live`: 200 whenever the event loop answers (a loop blocked or dead answers nothing:
 the probe's timeout is the signal). `GET /health/ready`: 200 when the processor can do its work —
-PostgreSQL answers `SELECT 1` within a bound, the Kafka producer and consumer are started,
-partitions are assigned (a broker outage shows as the stuck batch below, or as partitions
-revoked), and no batch has been in stage 1 longer than `stuck_after_seconds` — else 503 naming
-what is wrong. `GET /metrics`: processor/stream/metrics.py. Served by uvicorn in the
+PostgreSQL answers `SELECT 1` within a bound, the Kafka producer and consumer are started and a
+broker answers a metadata request within a bound, partitions are assigned, and no batch has been
+in stage 1 longer than `stuck_after_seconds` — else 503 naming what is wrong. `GET /metrics`: processor/stream/metrics.py. Served by uvicorn in the
 processor's own event loop, on `CLOUDWALLET_HEALTH_PORT` (0: not served).
 """
 
@@ -15,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -28,6 +27,7 @@ from starlette.routing import Route
 
 log = logging.getLogger("processor.health")
 DATABASE_TIMEOUT_S = 2.0
+BROKER_TIMEOUT_S = 2.0
 
 
 @dataclass(kw_only=True)
@@ -36,22 +36,36 @@ class Readiness:
 
     engine: sa.Engine
     broker_connected: Callable[[], bool]
+    broker_answers: Callable[[], Awaitable[object]]  # raises (or times out) when no broker answers
     partitions_assigned: Callable[[], int]
     batch_running_since: Callable[[], float | None]  # time.monotonic() when stage 1 took the current batch
     stuck_after_seconds: float
 
     async def problems(self) -> list[str]:
         found: list[str] = []
-        if not await self._database_answers():
+        # Both round trips at once: a probe answers within the larger bound, not their sum.
+        database, broker = await asyncio.gather(self._database_answers(), self._broker_answers())
+        if not database:
             found.append(f"PostgreSQL did not answer SELECT 1 within {DATABASE_TIMEOUT_S:.0f}s")
         if not self.broker_connected():
             found.append("the Kafka producer or consumer is not started")
+        elif not broker:
+            found.append(f"no Kafka broker answered a metadata request within {BROKER_TIMEOUT_S:.0f}s")
         elif self.partitions_assigned() == 0:
             found.append("no partition of the requests topic is assigned to this processor")
         since = self.batch_running_since()
         if since is not None and (running := time.monotonic() - since) > self.stuck_after_seconds:
             found.append(f"one batch has been in stage 1 for {running:.0f}s (bound {self.stuck_after_seconds:.0f}s)")
         return found
+
+    async def _broker_answers(self) -> bool:
+        if not self.broker_connected():
+            return False
+        try:
+            await asyncio.wait_for(self.broker_answers(), timeout=BROKER_TIMEOUT_S)
+        except Exception:  # noqa: BLE001 - any failure is "not ready", said in the answer
+            return False
+        return True
 
     async def _database_answers(self) -> bool:
         def select_one() -> None:

@@ -79,3 +79,12 @@ def set_lag(lags: Iterable[tuple[int, int]]) -> None:
     """(partition, records behind) of the partitions a batch came from."""
     for partition, behind in lags:
         CONSUMER_LAG.labels(partition=str(partition)).set(max(behind, 0))
+
+
+def forget_lag(partitions: Iterable[int]) -> None:
+    """Partitions revoked: their lag is their next owner's to report, not a stale value here."""
+    for partition in partitions:
+        try:
+            CONSUMER_LAG.remove(str(partition))
+        except KeyError:  # never reported here
+            pass

@@ -73,3 +73,17 @@ def test_every_dead_letter_reason_the_decoder_gives_has_its_own_metric_kind() ->
     cases = {b"": "empty", b"\xff\xfe": "not_json", b"{" : "not_json", b"[1]": "not_an_object", deep: "too_deep", b'{"reference_id": 7}': "unanswerable"}
     assert {value: dead_letter_kind(reason(value)) for value in cases} == cases
     assert dead_letter_kind(reason(b"x" * 2000, max_bytes=1024)) == "too_large"
+
+
+def test_a_revoked_partition_leaves_no_stale_lag():
+    from prometheus_client import REGISTRY
+
+    from processor.stream.metrics import forget_lag, set_lag
+
+    def lag(partition: int) -> float | None:
+        return REGISTRY.get_sample_value("cloudwallet_consumer_lag_records", {"partition": str(partition)})
+
+    set_lag([(901, 5), (902, -3)])
+    assert (lag(901), lag(902)) == (5.0, 0.0)  # a high watermark behind the batch's offset reads as caught up
+    forget_lag([901, 903])  # 903 was never reported here
+    assert (lag(901), lag(902)) == (None, 0.0)
