@@ -23,7 +23,7 @@ from processor.gateway.backends import Backends
 from processor.service.batch import BatchReport, DeadLetter, Reply
 from processor.service.records import SourceRecord
 from processor.stream.outbox import dead_letter_message, result_message
-from processor.stream.tracing import BatchTracing
+from processor.stream.tracing import MAX_RECORD_SPANS, BatchTracing
 from schemas.errors import ErrorCode
 from schemas.results import ErrorInfo, Result
 from schemas.states import Status
@@ -207,3 +207,15 @@ async def test_the_gateway_continues_an_incoming_trace_and_sends_writes_inside_i
     recorded = " ".join(str(value) for span in exporter.get_finished_spans() for value in (span.attributes or {}).values())
     assert "operator" not in recorded, "the API key is never recorded"
     assert all("/health" not in span.name for span in exporter.get_finished_spans()), "probes are not traced"
+
+
+def test_a_batch_traces_at_most_its_bound_of_records(exported: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    provider, exporter = exported
+    records = [record(offset, ("traceparent", f"00-{TRACE_ID:032x}-{PARENT_ID + offset:016x}-01".encode())) for offset in range(MAX_RECORD_SPANS + 10)]
+    batch = BatchTracing(tracer_provider=provider, topic="requests").begin(records)
+    assert batch.traced_records == MAX_RECORD_SPANS
+    assert all(batch.headers_for(r) for r in records[:MAX_RECORD_SPANS]) and not any(batch.headers_for(r) for r in records[MAX_RECORD_SPANS:])
+    batch.published(BatchReport())
+    batch.end()
+    [batch_span] = by_name(exporter.get_finished_spans(), "batch requests")
+    assert len(batch_span.links) == MAX_RECORD_SPANS == len(by_name(exporter.get_finished_spans(), "process requests"))
