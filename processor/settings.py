@@ -160,6 +160,10 @@ class TracingSettings(BaseSettings):
         if value is None or value == "":
             return None
         parts = urlsplit(str(value))
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+        except ValueError:
+            parts = urlsplit("")
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318")
         return value
@@ -169,9 +173,18 @@ class TracingSettings(BaseSettings):
         return not self.otel_sdk_disabled and (self.otlp_endpoint or self.otlp_traces_endpoint) is not None
 
     @property
+    def traces_url(self) -> str:
+        """Where spans are sent: the traces endpoint as given, else the base endpoint's /v1/traces
+        (as the OTLP specification says; given to the exporter, which would read only the
+        OTEL_* spellings of these settings itself)."""
+        if self.otlp_traces_endpoint:
+            return self.otlp_traces_endpoint
+        return f"{(self.otlp_endpoint or '').rstrip('/')}/v1/traces"
+
+    @property
     def traces_destination(self) -> str:
-        """Where traces go, without credentials (for the log)."""
-        url = urlsplit(self.otlp_traces_endpoint or self.otlp_endpoint or "")
+        """Where traces go, without credentials or path (for the log)."""
+        url = urlsplit(self.traces_url)
         return f"{url.scheme}://{url.hostname}{f':{url.port}' if url.port else ''}"
 
 

@@ -13,7 +13,6 @@ OTEL_BSP_SCHEDULE_DELAY and the span processor's queue bounds.
 from __future__ import annotations
 
 import logging
-
 from typing import Final
 
 from opentelemetry.trace import TracerProvider
@@ -45,7 +44,7 @@ def start_tracing(settings: TracingSettings, *, service_name: str) -> TracerProv
     # OTEL_SERVICE_NAME, when set, names the service instead of the default.
     resource = Resource.create({SERVICE_NAME: service_name}).merge(OTELResourceDetector().detect())
     provider = SdkTracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=settings.traces_url)))
     trace.set_tracer_provider(provider)
     log.info("traces of %s go to %s", resource.attributes.get(SERVICE_NAME), settings.traces_destination)
     return provider

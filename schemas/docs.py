@@ -225,8 +225,9 @@ topic that does not exist is not used: the result goes to the results topic with
 headers (docs/processing.md lists the rest).
 
 Traces: a request may carry a W3C `traceparent` (and `tracestate`) header; a processor that
-exports traces (docs/operations.md) continues that trace in its span for the request, and
-the result (or dead letter) carries that span's `traceparent`. A trace header that is not
+exports traces (docs/operations.md) continues that trace in its span for the request (for
+the first 64 traced records of a batch; the rest go untraced), and the result (or dead
+letter) carries that span's `traceparent`. A trace header that is not
 valid W3C text is ignored, never an error; it changes nothing the ledger does.
 
 ### Duplicates: the compacted topic keeps the real answer

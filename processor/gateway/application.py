@@ -63,16 +63,25 @@ def create_app(
     for router in ROUTERS:
         app.include_router(router)
     if tracer_provider is not None:
-        _trace_requests(app, tracer_provider)
+        _trace_requests(app, tracer_provider=tracer_provider)
     return app
 
 
-def _trace_requests(app: FastAPI, tracer_provider: TracerProvider) -> None:
+# Headers whose values never go into a span, even when an operator asks the instrumentation to
+# record request headers (OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST).
+SECRET_HEADERS = ["x-api-key", "authorization", "cookie", "set-cookie", "proxy-authorization"]
+
+
+def _trace_requests(app: FastAPI, *, tracer_provider: TracerProvider) -> None:
     """A server span per request, named by its route template (OpenTelemetry's FastAPI
-    instrumentation). No header is recorded (the API key is one); probes and scrapes are left out."""
+    instrumentation); probes and scrapes are left out. It records the URL, the client's address
+    and user agent (docs/operations.md), no header unless configured, and never a secret one."""
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
-    FastAPIInstrumentor.instrument_app(app, tracer_provider=tracer_provider, excluded_urls="/health$,/metrics$", exclude_spans=["receive", "send"])
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, excluded_urls="/health$,/metrics$", exclude_spans=["receive", "send"],
+        http_capture_headers_sanitize_fields=SECRET_HEADERS,
+    )  # fmt: skip
 
 
 def _install(app: FastAPI, backends: Backends) -> None:

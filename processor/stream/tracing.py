@@ -8,15 +8,19 @@ result (or dead letter) carries that span's context in `traceparent`, so whoever
 continue the trace; the batch span and the record spans link each other.
 
 Off unless configured (processor/telemetry.py): the Kafka app then holds no `BatchTracing` and
-does no per-record work at all. On, only records that carry a trace context cost anything, and
-the span processor's queue bounds what a client sending a trace on every record can cost.
+does no per-record work at all. On, a batch's own spans cost ~1.3 µs per record, and each
+traced record ~170 µs (docs/benchmark.md): at most `MAX_RECORD_SPANS` records of a batch are
+traced, whatever its clients send. Tracing never fails a batch: an error in it is logged and
+the batch goes on (untraced from there).
 """
 
 from __future__ import annotations
 
+import functools
+import logging
 import time
-from collections.abc import Sequence
-from typing import Final
+from collections.abc import Callable, Sequence
+from typing import Final, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.trace import Link, Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -34,9 +38,30 @@ MAX_RECORD_SPANS: Final = 64
 INSTRUMENTATION_NAME: Final = "cloudwallet.processor"
 
 RecordAt = tuple[int, int]  # (partition, offset) in the batch's topic
+P = ParamSpec("P")
+R = TypeVar("R")
+log = logging.getLogger("processor.tracing")
 
 
-def _ns(monotonic_s: float, *, anchor: tuple[float, int]) -> int:
+def harmless(*, fallback: object) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Tracing runs inside the batch path: what it raises is logged and `fallback` returned,
+    never a failed (and retried, or rewound) batch."""
+
+    def decorate(function: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(function)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            try:
+                return function(*args, **kwargs)
+            except Exception:  # noqa: BLE001 - see above
+                log.exception("tracing failed in %s; the batch goes on", function.__qualname__)
+                return fallback  # type: ignore[return-value]
+
+        return guarded
+
+    return decorate
+
+
+def _epoch_ns(monotonic_s: float, *, anchor: tuple[float, int]) -> int:
     """A monotonic clock reading as the wall-clock nanoseconds spans take."""
     return anchor[1] + int((monotonic_s - anchor[0]) * 1e9)
 
@@ -73,13 +98,15 @@ class BatchTrace:
     def traced_records(self) -> int:
         return len(self._records)
 
+    @harmless(fallback=None)
     def stage(self, name: str, *, started: float, ended: float, attributes: dict[str, int | float | str] | None = None) -> None:
         """A finished stage of the batch, from monotonic `started` to `ended`."""
         span = self._tracer.start_span(
-            name, context=trace.set_span_in_context(self._batch), start_time=_ns(started, anchor=self._anchor), attributes=attributes
+            name, context=trace.set_span_in_context(self._batch), start_time=_epoch_ns(started, anchor=self._anchor), attributes=attributes
         )
-        span.end(end_time=_ns(ended, anchor=self._anchor))
+        span.end(end_time=_epoch_ns(ended, anchor=self._anchor))
 
+    @harmless(fallback=None)
     def applied(self, report: BatchReport, *, started: float, ended: float) -> None:
         """Stage 1 done: its span, and its phases laid end to end inside it (a phase's time is
         summed over the batch's runs when it ran again after a conflict)."""
@@ -91,11 +118,13 @@ class BatchTrace:
                 self.stage(phase, started=at, ended=at + seconds)
                 at += seconds
 
+    @harmless(fallback=())
     def headers_for(self, record: SourceRecord) -> tuple[Header, ...]:
         """The trace headers of the answer to `record`: its span's context (none if untraced)."""
         span = self._records.get((record.partition, record.offset))
         return () if span is None else tuple(trace_headers(trace.set_span_in_context(span)))
 
+    @harmless(fallback=None)
     def published(self, report: BatchReport) -> None:
         """Every answer is acknowledged: each traced record's span says what it got, and ends."""
         for reply in report.replies:
@@ -111,7 +140,6 @@ class BatchTrace:
         if span is None:
             return
         result = reply.result
-        # A record's own result comes last (a hold that expired on its wallet is answered first).
         attributes = {"cloudwallet.request_type": result.type, "cloudwallet.reference_id": result.reference_id, "cloudwallet.status": result.status.value}
         if result.error is not None:
             attributes["cloudwallet.error_code"] = result.error.code.value
@@ -125,6 +153,7 @@ class BatchTrace:
             span.set_status(Status(StatusCode.ERROR, "dead-lettered"))
             span.set_attribute("cloudwallet.dlq_reason", letter.reason)
 
+    @harmless(fallback=None)
     def end(self, *, error: BaseException | None = None) -> None:
         """The batch is over: committed, or (`error`) rewound to come again."""
         if error is not None:
@@ -144,5 +173,7 @@ class BatchTracing:
         self._tracer = tracer_provider.get_tracer(INSTRUMENTATION_NAME)
         self._topic = topic
 
-    def begin(self, records: Sequence[SourceRecord]) -> BatchTrace:
+    @harmless(fallback=None)
+    def begin(self, records: Sequence[SourceRecord]) -> BatchTrace | None:
+        """The batch's spans, begun; None when they could not be (the batch goes on untraced)."""
         return BatchTrace(tracer=self._tracer, topic=self._topic, records=records)

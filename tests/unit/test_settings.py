@@ -17,7 +17,7 @@ def clean_env(monkeypatch):
     for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL"):
         monkeypatch.delenv(name, raising=False)
     for name in list(__import__("os").environ):
-        if name.startswith("CLOUDWALLET_"):
+        if name.startswith(("CLOUDWALLET_", "OTEL_")):
             monkeypatch.delenv(name)
     return monkeypatch
 
@@ -45,6 +45,10 @@ def test_defaults_and_url_normalisation(clean_env):
         ({"CLOUDWALLET_KAFKA_USERNAME": ""}, "CLOUDWALLET_KAFKA_USERNAME"),
         ({"CLOUDWALLET_KAFKA_PASSWORD": ""}, "CLOUDWALLET_KAFKA_PASSWORD_FILE"),
         ({"CLOUDWALLET_KAFKA_CA_FILE": "/nonexistent/ca.pem"}, "CLOUDWALLET_KAFKA_CA_FILE"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT: must be an http"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT: must be an http"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "grpc://collector:4317"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http"),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)"),
     ],
 )
 def test_bad_settings_name_the_variable(clean_env, env, named):
@@ -91,3 +95,29 @@ def test_a_plain_broker_needs_no_login(clean_env):
     clean_env.setenv("CLOUDWALLET_KAFKA_SECURITY_PROTOCOL", "PLAINTEXT")
     options = load(ProcessorSettings).kafka.options()
     assert options == {"bootstrap_servers": "127.0.0.1:9092", "security_protocol": "PLAINTEXT"}
+
+
+@pytest.mark.parametrize(
+    ("env", "enabled", "url"),
+    [
+        ({}, False, None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": ""}, False, None),  # a deployment's empty placeholder: off
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/"}, True, "http://collector:4318/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c.example/otlp/traces"}, True, "https://c.example/otlp/traces"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:2/t"}, True, "http://b:2/t"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_SDK_DISABLED": "true"}, False, None),
+    ],
+)
+def test_traces_are_off_unless_an_otlp_endpoint_is_set(clean_env, env, enabled, url):
+    for name, value in {**GOOD, **env}.items():
+        clean_env.setenv(name, value)
+    settings = load(ProcessorSettings)
+    assert settings.traces_enabled is enabled
+    if url is not None:
+        assert settings.traces_url == url
+
+
+def test_where_traces_go_is_logged_without_credentials(clean_env):
+    for name, value in {**GOOD, "OTEL_EXPORTER_OTLP_ENDPOINT": "https://user:token@collector.example:4318/base"}.items():
+        clean_env.setenv(name, value)
+    assert load(ProcessorSettings).traces_destination == "https://collector.example:4318"

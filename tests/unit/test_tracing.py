@@ -190,8 +190,11 @@ class TracedClient:
         raise ResultTimeout()
 
 
-async def test_the_gateway_continues_an_incoming_trace_and_sends_writes_inside_it(exported: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+async def test_the_gateway_continues_an_incoming_trace_and_sends_writes_inside_it(
+    exported: tuple[TracerProvider, InMemorySpanExporter], monkeypatch: pytest.MonkeyPatch
+) -> None:
     provider, exporter = exported
+    monkeypatch.setenv("OTEL_INSTRUMENTATION_HTTP_CAPTURE_HEADERS_SERVER_REQUEST", ".*")  # an operator records every header
     client = TracedClient()
     backends = Backends(reads=FakeReads(), keys=FakeKeys(), signing_keys=FakeSigningKeys())
     app = create_app(SETTINGS, client=client, backends=backends, tracer_provider=provider)
@@ -206,6 +209,7 @@ async def test_the_gateway_continues_an_incoming_trace_and_sends_writes_inside_i
     assert [(seen.trace_id, seen.span_id) for seen in client.seen] == [(TRACE_ID, server.context.span_id)]
     recorded = " ".join(str(value) for span in exporter.get_finished_spans() for value in (span.attributes or {}).values())
     assert "operator" not in recorded, "the API key is never recorded"
+    assert server.attributes["http.request.header.x_api_key"] == ("[REDACTED]",), "headers were recorded, the key's redacted"
     assert all("/health" not in span.name for span in exporter.get_finished_spans()), "probes are not traced"
 
 
@@ -219,3 +223,26 @@ def test_a_batch_traces_at_most_its_bound_of_records(exported: tuple[TracerProvi
     batch.end()
     [batch_span] = by_name(exporter.get_finished_spans(), "batch requests")
     assert len(batch_span.links) == MAX_RECORD_SPANS == len(by_name(exporter.get_finished_spans(), "process requests"))
+
+
+class BrokenTracer:
+    def start_span(self, *_: Any, **__: Any) -> Any:
+        raise RuntimeError("a tracing bug")
+
+
+class BrokenProvider:
+    def get_tracer(self, *_: Any, **__: Any) -> BrokenTracer:
+        return BrokenTracer()
+
+
+def test_tracing_that_fails_never_fails_the_batch(exported: tuple[TracerProvider, InMemorySpanExporter], caplog: pytest.LogCaptureFixture) -> None:
+    assert BatchTracing(tracer_provider=BrokenProvider(), topic="requests").begin([record(1, ("traceparent", TRACEPARENT))]) is None  # type: ignore[arg-type]
+    assert "tracing failed" in caplog.text
+    provider, _ = exported
+    source = record(2, ("traceparent", TRACEPARENT))
+    batch = BatchTracing(tracer_provider=provider, topic="requests").begin([source])
+    assert batch is not None
+    batch._tracer = BrokenTracer()  # type: ignore[assignment]  # the stage spans now fail
+    batch.stage("publish results", started=1.0, ended=2.0)
+    batch.applied(BatchReport(phase_seconds={"decode": 0.1}), started=1.0, ended=2.0)
+    assert batch.headers_for(source), "what did not fail still works"
