@@ -10,7 +10,7 @@ import re
 import sys
 from functools import cached_property
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
@@ -147,10 +147,10 @@ class TracingSettings(BaseSettings):
     otlp_traces_endpoint: str | None = Field(
         default=None, validation_alias="OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", description="OTLP/HTTP traces URL, used as is"
     )
-    otlp_protocol: Literal["http/protobuf"] = Field(
+    otlp_protocol: str = Field(
         default="http/protobuf",
         validation_alias=AliasChoices("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"),
-        description="only OTLP over HTTP with protobuf is built in (a collector's port 4318)",
+        description="only OTLP over HTTP with protobuf is built in (a collector's port 4318); checked when traces are on",
     )
     otel_sdk_disabled: bool = Field(default=False, validation_alias="OTEL_SDK_DISABLED", description="true: no traces whatever else is set")
 
@@ -167,6 +167,17 @@ class TracingSettings(BaseSettings):
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318")
         return value
+
+    @model_validator(mode="after")
+    def _protocol_built_in(self) -> "TracingSettings":
+        # Only when traces are on: a cluster-wide OTEL_EXPORTER_OTLP_PROTOCOL=grpc meant for other
+        # services must not stop a processor that exports nothing.
+        if self.traces_enabled and self.otlp_protocol != "http/protobuf":
+            raise ValueError(
+                f"OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) is {self.otlp_protocol!r}: only 'http/protobuf' "
+                "is built in; point OTEL_EXPORTER_OTLP_ENDPOINT at the collector's OTLP/HTTP port (4318)"
+            )
+        return self
 
     @property
     def traces_enabled(self) -> bool:
@@ -250,8 +261,6 @@ class ProcessorSettings(DatabaseSettings, KafkaSettings, SigningSettings, Tracin
 _ENV_NAMES = {
     "database_url": "DATABASE_URL",
     "bootstrap_servers": "KAFKA_BOOTSTRAP_SERVERS",
-    # An error names the first of a field's aliases: this one is read from either.
-    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)",
 }
 
 

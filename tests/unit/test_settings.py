@@ -48,7 +48,7 @@ def test_defaults_and_url_normalisation(clean_env):
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "collector:4318"}, "OTEL_EXPORTER_OTLP_ENDPOINT: must be an http"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:99999"}, "OTEL_EXPORTER_OTLP_ENDPOINT: must be an http"),
         ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "grpc://collector:4317"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: must be an http"),
-        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL)"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4317", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, "OTEL_EXPORTER_OTLP_PROTOCOL (or OTEL_EXPORTER_OTLP_TRACES_PROTOCOL) is 'grpc'"),
     ],
 )
 def test_bad_settings_name_the_variable(clean_env, env, named):
@@ -106,6 +106,7 @@ def test_a_plain_broker_needs_no_login(clean_env):
         ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "https://c.example/otlp/traces"}, True, "https://c.example/otlp/traces"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://b:2/t"}, True, "http://b:2/t"),
         ({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://a:1", "OTEL_SDK_DISABLED": "true"}, False, None),
+        ({"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}, False, None),  # meant for other services: no traces here, no error
     ],
 )
 def test_traces_are_off_unless_an_otlp_endpoint_is_set(clean_env, env, enabled, url):
