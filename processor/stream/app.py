@@ -252,7 +252,7 @@ class Processor:
         # Holds past their expiry on idle wallets get a hold.expire in the log (hold_sweep.py).
         self.hold_sweep = HoldSweep(
             engine=self.engine, producer=lambda: self.producer, requests_topic=settings.requests_topic, signing_key=self.verifier.ledger_key(),
-            every_seconds=settings.hold_sweep_seconds, limit=settings.hold_sweep_limit,
+            every_seconds=settings.hold_sweep_seconds, limit=settings.hold_sweep_limit, owned_partitions=self._owned_partitions,
         )  # fmt: skip
         # Liveness, readiness and /metrics on their own port (health.py), when one is set.
         self.batch_running_since: float | None = None
@@ -269,8 +269,12 @@ class Processor:
         self.health = HealthServer(readiness=readiness, host=settings.health_host, port=settings.health_port) if settings.health_port else None
 
     def _partitions_assigned(self) -> int:
+        return len(self._owned_partitions())
+
+    def _owned_partitions(self) -> set[int]:
+        """The requests topic's partitions assigned to this processor now."""
         consumer = self.subscriber.consumer
-        return 0 if consumer is None else len(consumer.assignment())
+        return set() if consumer is None else {tp.partition for tp in consumer.assignment() if tp.topic == self.settings.requests_topic}
 
     async def handle_batch(self, body: Any, message: KafkaMessage) -> None:
         """Stage 1: apply and commit the batch to PostgreSQL, then hand it to stage 2 and return

@@ -6,10 +6,14 @@ such a hold Active, and its `available` low, for as long as it stays idle. Every
 `hold_sweep_seconds` the processor reads up to `hold_sweep_limit` of them (the partial index
 ix_holds_active_expiry) and publishes a `hold.expire` for each to the requests topic, keyed and
 signed like any request (with the ledger's own key, schemas/signing.py LEDGER_KEY_ID), so the
-expiry is a record of the log: a replay applies it at the same point. A hold.expire spends no
-reference and expires nothing early, so a sweep published twice (two processors, or one that
-crashed before the first was applied) does no harm; a hold already published for and not yet
-applied is skipped for a few sweeps, so a slow partition is not flooded.
+expiry is a record of the log: a replay applies it at the same point.
+
+Each processor sweeps only the holds whose hold.expire lands on a partition of the requests
+topic assigned to it, so that N processors do not publish N copies; a partition between owners
+(a rebalance) is swept by its next owner. A hold.expire spends no reference and expires nothing
+early, so one published twice (around a rebalance, or by a processor that crashed before the
+first was applied) does no harm; a hold already published for and not yet applied is skipped
+for a few sweeps, so a slow partition is not flooded.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from typing import Final
 import sqlalchemy as sa
 from aiokafka import AIOKafkaProducer
 
+from processor.stream.publishing import partition_for
 from schemas.requests import HoldExpire, partition_key
 from schemas.signing import SigningKey
 
@@ -41,10 +46,11 @@ class HoldSweep:
 
     def __init__(
         self, *, engine: sa.Engine, producer: Callable[[], AIOKafkaProducer | None], requests_topic: str, signing_key: SigningKey | None,
-        every_seconds: float, limit: int,
+        every_seconds: float, limit: int, owned_partitions: Callable[[], set[int]],
     ) -> None:  # fmt: skip
         self._engine = engine
         self._producer = producer
+        self._owned_partitions = owned_partitions  # of the requests topic, assigned to this processor now
         self._topic = requests_topic
         self._signing_key = signing_key
         self._every = every_seconds
@@ -77,10 +83,21 @@ class HoldSweep:
         due = await asyncio.to_thread(self._due)
         fresh = [hold for hold in due if self._sweeps - self._published.get(hold, -REPUBLISH_AFTER_SWEEPS) >= REPUBLISH_AFTER_SWEEPS]
         producer = self._producer()
-        if not fresh or producer is None:
+        owned = self._owned_partitions()
+        if not fresh or producer is None or not owned:
             return 0
-        sent = [await producer.send(self._topic, key=key, value=value, headers=headers) for key, value, headers in map(self._record, fresh)]
+        partitions = sorted(await producer.partitions_for(self._topic))
+        sent, fresh_here = [], []
+        for hold in fresh:
+            key, value, headers = self._record(hold)
+            partition = partition_for(key, partitions)  # where the processor's own clients send it too
+            if partition in owned:
+                sent.append(await producer.send(self._topic, key=key, value=value, headers=headers, partition=partition))
+                fresh_here.append(hold)
+        if not sent:
+            return 0
         await asyncio.gather(*sent)
+        fresh = fresh_here
         still_due = set(due)
         self._published = {hold: sweep for hold, sweep in self._published.items() if hold in still_due}  # bounded: the due ones only
         self._published.update((hold, self._sweeps) for hold in fresh)
