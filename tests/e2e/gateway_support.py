@@ -17,6 +17,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,12 +172,23 @@ def gateway_stack(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[GatewayStack]:
     """One processor and one gateway on their own topics, shared by a test module."""
-    log_dir = tmp_path_factory.mktemp("gateway")
-    topology = new_topology(
-        kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master, signing_key=operator_signing_key
-    )
-    processor = ProcessorProcess(topology=topology, log_dir=log_dir, name="gw").wait_started()
-    gateway = GatewayProcess(topology=topology, log_dir=log_dir, extra_env={"CLOUDWALLET_API_KEY_CACHE_SECONDS": "0"})
+    with running_stack(
+        kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master,
+        signing_key=operator_signing_key, log_dir=tmp_path_factory.mktemp("gateway"), extra_env={},
+    ) as stack:  # fmt: skip
+        yield stack
+
+
+@contextmanager
+def running_stack(
+    *, kafka: KafkaConnection, roles: Roles, database_url: str, run_id: str, signing_master: Path, signing_key: SigningKey, log_dir: Path,
+    extra_env: dict[str, str],
+) -> Iterator[GatewayStack]:  # fmt: skip
+    """A processor and a gateway (both with `extra_env`) on topics of their own, and an operator
+    API key; all of it stopped and deleted after."""
+    topology = new_topology(kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master, signing_key=signing_key)
+    processor = ProcessorProcess(topology=topology, log_dir=log_dir, name="gw", extra_env=extra_env).wait_started()
+    gateway = GatewayProcess(topology=topology, log_dir=log_dir, extra_env={"CLOUDWALLET_API_KEY_CACHE_SECONDS": "0", **extra_env})
     try:
         gateway.wait_ready()
         engine = sa.create_engine(database_url)

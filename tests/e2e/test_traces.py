@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from opentelemetry import trace
 from opentelemetry.proto.trace.v1.trace_pb2 import Span as SpanProto
 
@@ -20,11 +19,9 @@ from fuzz.otlp_sink import ExportedSpan, OtlpSink
 
 from processor.client.connection import KafkaConnection
 from processor.client.trace_context import context_from_headers
-from processor.gateway.api_keys import create_key
 from schemas.signing import SigningKey
 
-from .conftest import ProcessorProcess
-from .gateway_support import Api, GatewayProcess, delete_topology, new_topology, open_system_wallet, run_async, setup_project, unique
+from .gateway_support import Api, open_system_wallet, run_async, running_stack, setup_project, unique
 from .support import collect_results, encoded, produce_raw
 
 pytestmark = pytest.mark.e2e
@@ -42,27 +39,17 @@ def traced(
     kafka: KafkaConnection, roles: Any, database_url: str, run_id: str, signing_master: Path, operator_signing_key: SigningKey,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[TracedStack]:  # fmt: skip
+    """A gateway and a processor exporting their spans (every 200 ms) to a collector of the test's."""
     collector = OtlpSink()
     otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": collector.endpoint, "OTEL_BSP_SCHEDULE_DELAY": "200"}
-    log_dir = tmp_path_factory.mktemp("traces")
-    topology = new_topology(
-        kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master, signing_key=operator_signing_key
-    )
-    processor = ProcessorProcess(topology=topology, log_dir=log_dir, name="traced", extra_env=otel).wait_started()
-    gateway = GatewayProcess(topology=topology, log_dir=log_dir, extra_env=otel)
     try:
-        gateway.wait_ready()
-        engine = sa.create_engine(database_url)
-        try:
-            operator_key = create_key(engine, kind="operator", label="e2e traces").token
-        finally:
-            engine.dispose()
-        yield TracedStack(collector=collector, topology=topology, api=Api(gateway.base_url, operator_key))
+        with running_stack(
+            kafka=kafka, roles=roles, database_url=database_url, run_id=run_id, signing_master=signing_master,
+            signing_key=operator_signing_key, log_dir=tmp_path_factory.mktemp("traces"), extra_env=otel,
+        ) as stack:  # fmt: skip
+            yield TracedStack(collector=collector, topology=stack.topology, api=stack.api())
     finally:
-        gateway.stop()
-        processor.stop()
         collector.stop()
-        delete_topology(topology)
 
 
 TRACE_ID = int("4bf92f3577b34da6a3ce929d0e0e4736", 16)
