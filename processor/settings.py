@@ -133,6 +133,15 @@ class SigningSettings(BaseSettings):
         return Verifier(master=master, required=self.require_signatures)
 
 
+def _is_http_url(text: str) -> bool:
+    parts = urlsplit(text)
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 class TracingSettings(BaseSettings):
     """OpenTelemetry traces (processor/telemetry.py): off unless an OTLP endpoint is set. These
     are OpenTelemetry's own variables, checked here so that a bad one stops the process at
@@ -159,12 +168,7 @@ class TracingSettings(BaseSettings):
     def _http_url(cls, value: object) -> object:
         if value is None or value == "":
             return None
-        parts = urlsplit(str(value))
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number in 0..65535
-        except ValueError:
-            parts = urlsplit("")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not _is_http_url(str(value)):
             raise ValueError("must be an http:// or https:// URL of an OTLP/HTTP collector, e.g. http://otel-collector:4318")
         return value
 

@@ -67,6 +67,11 @@ REVOKE_DRAIN_S = 30.0
 LOG_APPEND_TIME = 1  # a record's timestamp_type when the broker stamped it
 
 
+def _untraced(_record: SourceRecord) -> tuple[Header, ...]:
+    """The trace headers of an answer when the batch is not traced: none."""
+    return ()
+
+
 def source_record(record: Any) -> SourceRecord:
     return SourceRecord(
         topic=record.topic,
@@ -408,14 +413,14 @@ class Processor:
 
     async def _outgoing(self, report: BatchReport, *, trace: BatchTrace | None) -> list[Outgoing]:
         results_topic = self.settings.results_topic
-        no_trace: tuple[Header, ...] = ()
+        trace_of = trace.headers_for if trace is not None else _untraced
         # An empty or absent reply_to names no topic.
         wanted = [(reply.record.header_bytes(REPLY_TO_HEADER) or None) if reply.honours_reply_to else None for reply in report.replies]
         named = [raw for raw in wanted if raw is not None]
         refusals = await self.reply_targets.refusals(named) if named else {}  # type: ignore[union-attr]
         outgoing: list[Outgoing] = []
         for reply, raw in zip(report.replies, wanted, strict=True):
-            headers = trace.headers_for(reply.record) if trace is not None else no_trace
+            headers = trace_of(reply.record)
             if raw is None:
                 outgoing.append(result_message(reply, topic=results_topic, trace=headers))
             elif raw in refusals:
@@ -423,7 +428,7 @@ class Processor:
             else:
                 outgoing.append(result_message(reply, topic=raw.decode(), trace=headers))
         for letter in report.dead_letters:
-            outgoing.append(self._dead_letter(letter, trace=trace.headers_for(letter.record) if trace is not None else no_trace))
+            outgoing.append(self._dead_letter(letter, trace=trace_of(letter.record)))
         return outgoing
 
     def _dead_letter(self, letter: DeadLetter, *, minimal: bool = False, trace: tuple[Header, ...] = ()) -> Outgoing:
